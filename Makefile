@@ -1,0 +1,46 @@
+# tnc: `make demo` installs and compiles the examples; `make test` installs and runs the tests.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+TNC    := $(VENV)/bin/tnc
+STAMP  := $(VENV)/.installed
+OUT    := out
+
+.PHONY: install demo test bench lint clean
+
+install: $(STAMP)
+
+# The venv sees system packages, so a torch that is already installed is reused; otherwise the
+# CPU build is pinned (an unpinned torch would pull several GB of CUDA packages).
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv --system-site-packages $(VENV)
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+demo: install
+	@mkdir -p $(OUT)
+	@for f in examples/*.tn; do \
+	  name=$$(basename $$f .tn); \
+	  echo "== $$f -> einsum"; \
+	  $(TNC) compile $$f --target einsum || exit 1; \
+	  $(TNC) compile $$f --target torch -o $(OUT)/$$name.py || exit 1; \
+	  $(PY) -m py_compile $(OUT)/$$name.py || exit 1; \
+	done
+	@echo "== PyTorch modules written to $(OUT)/; the one for examples/conv2d.tn:"
+	@cat $(OUT)/conv2d.py
+	@$(PY) examples/demo_check.py $(OUT)
+
+test: install
+	$(PY) -m pytest
+
+bench: install
+	@echo "no benchmarks yet: the benchmark suite arrives with the performance work"
+
+lint: install
+	$(PY) -m compileall -q tnc tests examples
+	@for f in examples/*.tn; do $(TNC) check $$f > /dev/null || exit 1; done
+
+clean:
+	rm -rf $(OUT) build dist *.egg-info .pytest_cache .hypothesis
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,1 @@
+"""tnc: a symbolic tensor-network compiler for convolutions and their derivatives."""

@@ -1,0 +1,5 @@
+import sys
+
+from tnc.cli.main import main
+
+sys.exit(main())

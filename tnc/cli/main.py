@@ -1,0 +1,89 @@
+"""The ``tnc`` command line: ``check`` and ``compile`` (einsum and PyTorch targets)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from tnc.cli.files import FileError, read_source, write_output
+from tnc.errors import TncError, UsageError
+
+
+def _size_binding(text: str) -> tuple[str, int]:
+    name, _, value = text.partition("=")
+    if not name or not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected NAME=POSITIVE_INTEGER, got {text!r}")
+    return name, int(value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tnc", description="A symbolic tensor-network compiler.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    check = commands.add_parser("check", help="validate a .tn file and print every tensor with its legs and sizes")
+    check.add_argument("file", metavar="FILE", help="a .tn file, or - for standard input")
+    check.add_argument("--size", action="append", type=_size_binding, default=[], metavar="N=VALUE", help="bind a free size")
+
+    compile_ = commands.add_parser("compile", help="generate einsum equations or a standalone PyTorch module")
+    compile_.add_argument("file", metavar="FILE", help="a .tn file, or - for standard input")
+    compile_.add_argument("--target", choices=["einsum", "torch"], required=True)
+    compile_.add_argument("--format", choices=["text", "json"], default="text", help="einsum target only")
+    compile_.add_argument("-o", "--output", metavar="OUT", help="write here (atomically) instead of standard output")
+    compile_.add_argument("--size", action="append", type=_size_binding, default=[], metavar="N=VALUE", help="bind a free size")
+    return parser
+
+
+def _load(args: argparse.Namespace):
+    from tnc.frontend import compile_source
+
+    source = read_source(args.file)
+    return compile_source(source.text, source.name, dict(args.size))
+
+
+def _stem(path: str) -> str:
+    return "network" if path == "-" else Path(path).stem
+
+
+def run(args: argparse.Namespace) -> None:
+    program = _load(args)
+    if args.command == "check":
+        from tnc.report import describe
+
+        write_output(describe(program), None)
+    elif args.target == "einsum":
+        from tnc.codegen.einsum import to_json, to_text
+
+        write_output(to_json(program) if args.format == "json" else to_text(program), args.output)
+    else:
+        from tnc.codegen.torch_module import to_torch_source
+
+        write_output(to_torch_source(program, _stem(args.file)), args.output)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        run(args)
+    except TncError as error:
+        print(error, file=sys.stderr)
+        return 1
+    except FileError as error:
+        print(error, file=sys.stderr)
+        return 1
+    except UsageError as error:
+        parser.error(str(error))
+    except BrokenPipeError:
+        return 0
+    except Exception as error:  # noqa: BLE001 - the user gets a message, never a traceback
+        if os.environ.get("TNC_DEBUG"):
+            raise
+        print(f"tnc: internal error: {type(error).__name__}: {error} (set TNC_DEBUG=1 for a traceback)", file=sys.stderr)
+        return 70
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

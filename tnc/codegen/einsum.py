@@ -1,0 +1,148 @@
+"""The einsum target: one ``einsum`` call per term, operands named as in the file.
+
+Grouped legs get one letter per index: an operand stored with a grouped axis ``(g c)`` is read
+through a view with one axis per letter (listed in ``views``), and a grouped result is flattened.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+import sympy
+
+from tnc.codegen.names import einsum_letters
+from tnc.ir.network import Axes, Kind
+from tnc.ir.program import Program
+
+
+@dataclass
+class Operand:
+    name: str
+    axes: list[list[str]]  # the factor's legs, grouped as stored
+    view: list[str]  # the size of each letter's axis
+
+
+@dataclass
+class EinsumTerm:
+    coefficient: str
+    equation: str
+    operands: list[Operand]
+
+
+@dataclass
+class EinsumOutput:
+    name: str
+    axes: list[list[str]]
+    intermediate: bool
+    terms: list[EinsumTerm]
+
+
+def _sizes(program: Program, axes: Axes) -> list[str]:
+    return [str(program.size(leg)) for axis in axes for leg in axis]
+
+
+def _grouped(axes: Axes) -> bool:
+    return any(len(axis) != 1 for axis in axes)
+
+
+def _show_axes(axes: Axes) -> str:
+    return ", ".join(axis[0] if len(axis) == 1 else f"({' '.join(axis)})" for axis in axes)
+
+
+def einsum_outputs(program: Program) -> list[EinsumOutput]:
+    """Every output, preceded by the defined tensors it needs, as einsum terms."""
+    order: list[str] = []
+    for name in program.outputs:
+        order.extend(n for n in program.defined_order(name) if n not in order)
+    result = []
+    for name in order:
+        network = program.definitions[name]
+        letters = einsum_letters(
+            list(network.legs) + [leg for term in network.terms for f in term.product for leg in f.legs]
+        )
+        terms = []
+        for term in network.terms:
+            factors = term.product.factors
+            inputs = ",".join("".join(letters[leg] for leg in f.legs) for f in factors)
+            equation = f"{inputs}->{''.join(letters[leg] for leg in network.legs)}"
+            operands = [Operand(f.tensor, [list(a) for a in f.axes], _sizes(program, f.axes)) for f in factors]
+            terms.append(EinsumTerm(str(term.coefficient), equation, operands))
+        result.append(EinsumOutput(name, [list(a) for a in network.axes], name not in program.outputs, terms))
+    return result
+
+
+def pattern_parameters(program: Program) -> list[dict[str, object]]:
+    rows = []
+    for name, tensor in program.tensors.items():
+        if tensor.kind is not Kind.PATTERN:
+            continue
+        (i,), (o,), (k,) = tensor.axes
+        kernel = program.size(k)
+        left, right = tensor.pattern.pads(kernel)
+        rows.append(
+            {
+                "name": name,
+                "legs": [i, o, k],
+                "input_size": str(program.size(i)),
+                "output_size": str(program.size(o)),
+                "kernel_size": str(kernel),
+                "stride": tensor.pattern.stride,
+                "padding": [str(left), str(right)],
+                "dilation": tensor.pattern.dilation,
+                "output_padding": tensor.pattern.output_padding,
+            }
+        )
+    return rows
+
+
+def _line(name: str, first: bool, coefficient: sympy.Expr, call: str) -> str:
+    if first:
+        prefix = "" if coefficient == 1 else "-" if coefficient == -1 else f"{coefficient} * "
+        return f"{name} = {prefix}{call}"
+    if coefficient.could_extract_minus_sign():
+        coefficient, op = -coefficient, "-="
+    else:
+        op = "+="
+    return f"{name} {op} {'' if coefficient == 1 else f'{coefficient} * '}{call}"
+
+
+def to_text(program: Program) -> str:
+    lines = []
+    for output in einsum_outputs(program):
+        axes = tuple(tuple(a) for a in output.axes)
+        role = "intermediate" if output.intermediate else "output"
+        lines.append(f"# {role} {output.name}[{_show_axes(axes)}]")
+        views = []
+        for term in output.terms:
+            for op in term.operands:
+                op_axes = tuple(tuple(a) for a in op.axes)
+                note = f"{op.name}[{_show_axes(op_axes)}] as [{', '.join(op.view)}]"
+                if _grouped(op_axes) and note not in views:
+                    views.append(note)
+        if _grouped(axes):
+            views.append(f"the result [{', '.join(_sizes(program, axes))}] flattened to {output.name}[{_show_axes(axes)}]")
+        if views:
+            lines.append("# views: " + "; ".join(views))
+        for position, term in enumerate(output.terms):
+            call = f'einsum("{term.equation}", {", ".join(op.name for op in term.operands)})'
+            lines.append(_line(output.name, position == 0, sympy.sympify(term.coefficient), call))
+        lines.append("")
+    patterns = pattern_parameters(program)
+    if patterns:
+        lines.append("# index patterns: P[i, o, k] = 1 where i = stride*o + dilation*k - padding_left")
+    for row in patterns:
+        lines.append(
+            f"{row['name']} = conv(I={row['input_size']}, O={row['output_size']}, K={row['kernel_size']}, "
+            f"stride={row['stride']}, padding=({row['padding'][0]}, {row['padding'][1]}), dilation={row['dilation']})"
+        )
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def to_json(program: Program) -> str:
+    data = {
+        "outputs": [asdict(o) for o in einsum_outputs(program)],
+        "patterns": pattern_parameters(program),
+        "sizes": {name: str(program.size(name)) for name in program.index_sizes},
+    }
+    return json.dumps(data, indent=2) + "\n"

@@ -1,0 +1,49 @@
+"""Deterministic names for generated code: einsum letters and Python identifiers."""
+
+from __future__ import annotations
+
+import builtins
+import keyword
+import string
+from typing import Iterable
+
+LETTERS = string.ascii_lowercase + string.ascii_uppercase
+
+
+def einsum_letters(legs: Iterable[str]) -> dict[str, str]:
+    """One letter per distinct leg, in order of first appearance, preferring the leg's initial."""
+    letters: dict[str, str] = {}
+    taken: set[str] = set()
+    for leg in legs:
+        if leg in letters:
+            continue
+        preferred = leg[0] if leg[0] in LETTERS and leg[0] not in taken else None
+        letter = preferred or next((c for c in LETTERS if c not in taken), None)
+        if letter is None:
+            raise ValueError("more than 52 distinct indices in one einsum; torch.einsum has only a-z and A-Z")
+        letters[leg] = letter
+        taken.add(letter)
+    return letters
+
+
+class Namer:
+    """Maps names from a ``.tn`` file to unique Python identifiers that shadow nothing needed."""
+
+    RESERVED = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(dir(builtins)) | {
+        "torch", "functools", "math", "self", "super",
+    }
+
+    def __init__(self, reserved: Iterable[str] = ()) -> None:
+        self.taken = set(self.RESERVED) | set(reserved)
+        self.names: dict[tuple[str, str], str] = {}
+
+    def __call__(self, namespace: str, name: str) -> str:
+        key = (namespace, name)
+        if key not in self.names:
+            base = name.replace("'", "_prime")
+            candidate = base
+            while candidate in self.taken or candidate.startswith("_"):
+                candidate = (candidate.lstrip("_") or "t") + "_"
+            self.taken.add(candidate)
+            self.names[key] = candidate
+        return self.names[key]

@@ -1,0 +1,69 @@
+"""Contraction planning with opt_einsum at compile time, lowered to pairwise einsum steps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import prod
+
+import opt_einsum
+
+from tnc.codegen.names import einsum_letters
+
+
+@dataclass(frozen=True)
+class Step:
+    """Contract ``operands`` (positions in the current list, removed) into one new last operand."""
+
+    operands: tuple[int, ...]
+    inputs: tuple[tuple[str, ...], ...]
+    result: tuple[str, ...]
+    flops: int
+
+    def equation(self) -> str:
+        letters = einsum_letters([leg for legs in self.inputs for leg in legs] + list(self.result))
+        lhs = ",".join("".join(letters[leg] for leg in legs) for legs in self.inputs)
+        return f"{lhs}->{''.join(letters[leg] for leg in self.result)}"
+
+
+@dataclass(frozen=True)
+class Plan:
+    steps: tuple[Step, ...]
+    flops: int  # of the planned pairwise contraction
+    naive_flops: int  # of one contraction over all legs at once
+
+    def path(self) -> list[tuple[int, ...]]:
+        return [step.operands for step in self.steps]
+
+
+def _flops(legs: set[str], sizes: dict[str, int], summed: bool) -> int:
+    return prod(sizes[leg] for leg in legs) * (2 if summed else 1)
+
+
+def plan(operands: list[tuple[str, ...]], output: tuple[str, ...], sizes: dict[str, int]) -> Plan:
+    """Plan ``einsum(operands -> output)``: dynamic programming for small networks, greedy beyond."""
+    all_legs = {leg for legs in operands for leg in legs}
+    naive = _flops(all_legs, sizes, bool(all_legs - set(output)))
+    if len(operands) == 1:
+        path: list[tuple[int, ...]] = [(0,)]
+    else:
+        symbols = {leg: opt_einsum.get_symbol(i) for i, leg in enumerate(sorted(all_legs))}
+        equation = ",".join("".join(symbols[l] for l in legs) for legs in operands) + "->" + "".join(symbols[l] for l in output)
+        shapes = [tuple(sizes[l] for l in legs) for legs in operands]
+        optimizer = "dp" if len(operands) <= 16 else "greedy"
+        path, _ = opt_einsum.contract_path(equation, *shapes, shapes=True, optimize=optimizer)
+    steps, current, total = [], list(operands), 0
+    for number, positions in enumerate(path):
+        positions = tuple(sorted(positions))
+        inputs = tuple(current[p] for p in positions)
+        rest = [legs for p, legs in enumerate(current) if p not in positions]
+        if number == len(path) - 1:
+            result = tuple(output)
+        else:
+            needed = set(output).union(*rest) if rest else set(output)
+            result = tuple(dict.fromkeys(leg for legs in inputs for leg in legs if leg in needed))
+        involved = {leg for legs in inputs for leg in legs}
+        flops = _flops(involved, sizes, bool(involved - set(result)))
+        steps.append(Step(positions, inputs, result, flops))
+        total += flops
+        current = rest + [result]
+    return Plan(tuple(steps), total, naive)

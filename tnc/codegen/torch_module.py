@@ -1,0 +1,352 @@
+"""The PyTorch target: a standalone module (contract §6) that imports torch and the standard library.
+
+Per defined tensor ``T`` the module has ``_eval_T(operands..., *, free sizes)``, which evaluates
+``T``'s terms as the pairwise contractions planned here with opt_einsum. Per output ``Y`` there is
+a public ``Y(inputs...)`` that reads free sizes from its arguments' shapes, checks the shapes,
+builds the index patterns (cached) and calls the ``_eval`` functions; the ``nn.Module`` subclass
+holds the params and the patterns as buffers and computes every output once per ``forward``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from math import prod
+
+import sympy
+
+from tnc.codegen.names import Namer
+from tnc.codegen.plan import plan
+from tnc.codegen.pyexpr import pyexpr
+from tnc.errors import Diagnostic, Span, TncError
+from tnc.ir.network import Axes, Kind
+from tnc.ir.program import Program, Tensor
+
+PLANNING_SIZE = 16  # what a free size counts as when the contraction order is planned
+MODULE_ATTRIBUTES = frozenset(
+    "T_destination add_module apply bfloat16 buffers call_super_init children compile cpu cuda double "
+    "dump_patches eval extra_repr float forward get_buffer get_extra_state get_parameter get_submodule half "
+    "ipu load_state_dict modules mtia named_buffers named_children named_modules named_parameters parameters "
+    "register_backward_hook register_buffer register_forward_hook register_forward_pre_hook "
+    "register_full_backward_hook register_full_backward_pre_hook register_load_state_dict_post_hook "
+    "register_load_state_dict_pre_hook register_module register_parameter register_state_dict_post_hook "
+    "register_state_dict_pre_hook requires_grad_ set_extra_state set_submodule share_memory state_dict to "
+    "to_empty train training type xpu zero_grad reset_parameters".split()
+)
+
+PRELUDE = '''
+@functools.lru_cache(maxsize=128)
+def _conv_pattern(I: int, O: int, K: int, stride: int, left: int, dilation: int, device, dtype) -> torch.Tensor:
+    """The index pattern P[i, o, k] = 1 where i == stride*o + dilation*k - left, for 0 <= i < I."""
+    i = torch.arange(I, device=device).view(I, 1, 1)
+    o = torch.arange(O, device=device).view(1, O, 1)
+    k = torch.arange(K, device=device).view(1, 1, K)
+    return (i == stride * o + dilation * k - left).to(dtype)
+
+
+def _expect(name: str, tensor: torch.Tensor, shape: tuple) -> None:
+    if tuple(tensor.shape) != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {tuple(tensor.shape)}")
+'''
+
+
+def _show_axes(axes: Axes) -> str:
+    return ", ".join(axis[0] if len(axis) == 1 else f"({' '.join(axis)})" for axis in axes)
+
+
+def equation_text(program: Program, name: str) -> str:
+    """The defining equation of ``name`` as it reads in a ``.tn`` file."""
+    network = program.definitions[name]
+    parts = []
+    for position, term in enumerate(network.terms):
+        coefficient = term.coefficient
+        sign = " - " if coefficient.could_extract_minus_sign() else " + "
+        coefficient = -coefficient if coefficient.could_extract_minus_sign() else coefficient
+        factors = " * ".join(f"{f.tensor}[{_show_axes(f.axes)}]" for f in term.product)
+        scale = "" if coefficient == 1 else f"({coefficient}) * "
+        parts.append(("" if position == 0 and sign == " + " else sign.strip() + " " if position == 0 else sign) + scale + factors)
+    return f"{name}[{_show_axes(network.axes)}] = {''.join(parts)}"
+
+
+def class_name(stem: str) -> str:
+    words = re.findall(r"[A-Za-z0-9]+", stem)
+    name = "".join(w[:1].upper() + w[1:] for w in words)
+    return name if name and name[0].isalpha() else "Network"
+
+
+@dataclass
+class _Function:
+    """What a generated function needs: the tensors it takes and the free sizes it reads."""
+
+    args: list[str]
+    sizes: list[sympy.Symbol]
+
+
+class TorchGenerator:
+    def __init__(self, program: Program, stem: str = "network") -> None:
+        self.program = program
+        self.stem = stem
+        self.namer = Namer(MODULE_ATTRIBUTES | {"Module"})
+        self.free = program.free_symbols()
+        self.lines: list[str] = []
+
+    # ------------------------------------------------------------ helpers
+    def py(self, name: str) -> str:
+        return self.namer("tensor", name)
+
+    def size_name(self, symbol: sympy.Symbol) -> str:
+        return self.namer("size", str(symbol))
+
+    def expr(self, expr: sympy.Expr) -> str:
+        return pyexpr(self.program.concrete(expr), self.size_name)
+
+    def shape(self, axes: Axes, grouped: bool = True) -> str:
+        dims = [self.program.axis_size(axis) for axis in axes] if grouped else [
+            self.program.size(leg) for axis in axes for leg in axis
+        ]
+        return "(" + ", ".join(self.expr(d) for d in dims) + ("," if len(dims) == 1 else "") + ")"
+
+    def planning_size(self, leg: str) -> int:
+        size = self.program.size(leg).subs({s: PLANNING_SIZE for s in self.free})
+        return int(size)
+
+    def symbols_in(self, names: list[str]) -> set[sympy.Symbol]:
+        found: set[sympy.Symbol] = set()
+        for name in names:
+            for leg in self.program.tensors[name].legs:
+                found |= self.program.size(leg).free_symbols
+        return found
+
+    def resolve_sizes(self, owner: str, args: list[str], needed: set[sympy.Symbol]) -> list[str]:
+        """Statements that read every needed free size from the shapes of ``args``."""
+        lines, known = [], set()
+        progress = True
+        while needed - known and progress:
+            progress = False
+            for arg in args:
+                tensor = self.program.tensors[arg]
+                for position, axis in enumerate(tensor.axes):
+                    size = self.program.axis_size(axis)
+                    unknown = size.free_symbols - known
+                    if len(unknown) != 1:
+                        continue
+                    (symbol,) = unknown
+                    rest = sympy.simplify(size / symbol)
+                    if symbol in rest.free_symbols or not (rest.is_Mul or rest.is_Symbol or rest.is_Integer):
+                        continue
+                    read = f"{self.py(arg)}.shape[{position}]"
+                    value = read if rest == 1 else f"{read} // {self.expr_atom(rest)}"
+                    lines.append(f"{self.size_name(symbol)} = {value}")
+                    known.add(symbol)
+                    progress = True
+        missing = needed - known
+        if missing:
+            symbol = sorted(missing, key=str)[0]
+            span = self.program.symbol_spans.get(str(symbol), Span(1, 1))
+            inputs = ", ".join(args) or "no tensors"
+            raise TncError(
+                self.program.source,
+                [Diagnostic(span, f"size '{symbol}' is free and cannot be read from the shapes of {owner}'s inputs ({inputs}); bind it with --size {symbol}=VALUE")],
+            )
+        return lines
+
+    def expr_atom(self, expr: sympy.Expr) -> str:
+        text = self.expr(expr)
+        return text if expr.is_Atom else f"({text})"
+
+    def pattern_call(self, tensor: Tensor, device: str, dtype: str) -> str:
+        (i,), (o,), (k,) = tensor.axes
+        left, _ = tensor.pattern.pads(self.program.size(k))
+        sizes = ", ".join(self.expr(self.program.size(n)) for n in (i, o, k))
+        return f"_conv_pattern({sizes}, {tensor.pattern.stride}, {self.expr(left)}, {tensor.pattern.dilation}, {device}, {dtype})"
+
+    def is_concrete_pattern(self, tensor: Tensor) -> bool:
+        return all(not self.program.size(leg).free_symbols for leg in tensor.legs)
+
+    def direct_operands(self, name: str) -> list[str]:
+        used = self.program.definitions[name].tensors()
+        return [t for t in self.program.tensors if t in used]
+
+    def eval_sizes(self, name: str) -> list[sympy.Symbol]:
+        network = self.program.definitions[name]
+        found = set().union(*(self.program.size(leg).free_symbols for term in network.terms for f in term.product for leg in f.legs))
+        for term in network.terms:
+            found |= self.program.concrete(term.coefficient).free_symbols
+        return sorted(found, key=str)
+
+    # ------------------------------------------------------------ emitters
+    def emit_eval(self, name: str) -> None:
+        network = self.program.definitions[name]
+        operands = self.direct_operands(name)
+        sizes = self.eval_sizes(name)
+        params = ", ".join(self.py(o) for o in operands)
+        if sizes:
+            params += ", *, " + ", ".join(f"{self.size_name(s)}: int" for s in sizes)
+        out = self.lines.append
+        out("")
+        out("")
+        out(f"def _eval_{self.py(name)}({params}) -> torch.Tensor:")
+        out(f'    """{equation_text(self.program, name)}"""')
+        views: dict[tuple[str, Axes], str] = {}
+        temp = 0
+        results = []
+        for number, term in enumerate(network.terms, start=1):
+            factors = term.product.factors
+            variables = []
+            for factor in factors:
+                tensor = self.program.tensors[factor.tensor]
+                logical = tuple((leg,) for leg in factor.legs)
+                if len(logical) == len(tensor.axes):
+                    variables.append(self.py(factor.tensor))
+                    continue
+                key = (factor.tensor, factor.axes)
+                if key not in views:
+                    views[key] = f"_{self.py(factor.tensor)}{len(views)}"
+                    out(f"    {views[key]} = {self.py(factor.tensor)}.reshape{self.shape(factor.axes, grouped=False)}")
+                variables.append(views[key])
+            sizes_map = {leg: self.planning_size(leg) for f in factors for leg in f.legs}
+            contraction = plan([f.legs for f in factors], network.legs, sizes_map)
+            path = ", ".join("(" + ", ".join(map(str, p)) + ")" for p in contraction.path())
+            out(
+                f"    # term {number}: coefficient {term.coefficient}; path [{path}], "
+                f"{contraction.flops:,} FLOPs (one-shot einsum: {contraction.naive_flops:,})"
+            )
+            for step in contraction.steps:
+                args = [variables[p] for p in step.operands]
+                variables = [v for p, v in enumerate(variables) if p not in step.operands]
+                result = f"_t{temp}"
+                temp += 1
+                out(f'    {result} = torch.einsum("{step.equation()}", {", ".join(args)})  # {step.flops:,} FLOPs')
+                variables.append(result)
+            value = variables[-1]
+            coefficient = self.program.concrete(term.coefficient)
+            results.append(value if coefficient == 1 else f"{self.expr_atom(coefficient)} * {value}")
+        total = " + ".join(results)
+        if any(len(axis) != 1 for axis in network.axes):
+            total = f"({total}).reshape{self.shape(network.axes)}" if len(results) > 1 else f"{total}.reshape{self.shape(network.axes)}"
+        out(f"    return {total}")
+
+    def emit_public(self, name: str) -> None:
+        args = self.program.dependencies(name)
+        patterns = [a for a in args if self.program.tensors[a].kind is Kind.PATTERN]
+        inputs = [a for a in args if a not in patterns]
+        out = self.lines.append
+        signature = ", ".join(f"{self.py(a)}: torch.Tensor" for a in inputs)
+        out("")
+        out("")
+        out(f"def {self.py(name)}({signature}) -> torch.Tensor:")
+        out(f'    """{equation_text(self.program, name)}')
+        out("")
+        out(f"    Returns a tensor of shape [{_show_axes(self.program.definitions[name].axes)}]; grouped legs are flattened.")
+        out('    """')
+        needed = self.symbols_in(args + self.program.defined_order(name))
+        for order in self.program.defined_order(name):
+            needed |= set(self.eval_sizes(order))
+        for line in self.resolve_sizes(name, inputs, needed):
+            out(f"    {line}")
+        for a in inputs:
+            out(f'    _expect("{a}", {self.py(a)}, {self.shape(self.program.tensors[a].axes)})')
+        device, dtype = (f"{self.py(inputs[0])}.device", f"{self.py(inputs[0])}.dtype") if inputs else ("None", "torch.get_default_dtype()")
+        for p in patterns:
+            out(f"    {self.py(p)} = {self.pattern_call(self.program.tensors[p], device, dtype)}")
+        self.emit_calls(self.program.defined_order(name), indent="    ")
+        out(f"    return {self.py(name)}")
+
+    def emit_calls(self, order: list[str], indent: str, prefix: dict[str, str] | None = None) -> None:
+        prefix = prefix or {}
+        for defined in order:
+            operands = ", ".join(prefix.get(o, self.py(o)) for o in self.direct_operands(defined))
+            sizes = "".join(f", {self.size_name(s)}={self.size_name(s)}" for s in self.eval_sizes(defined))
+            self.lines.append(f"{indent}{self.py(defined)} = _eval_{self.py(defined)}({operands}{sizes})")
+
+    def emit_module(self) -> None:
+        program = self.program
+        params = [t for t in program.tensors.values() if t.kind is Kind.PARAM]
+        inputs = [t for t in program.tensors.values() if t.kind is Kind.INPUT]
+        patterns = [t for t in program.tensors.values() if t.kind is Kind.PATTERN]
+        order: list[str] = []
+        for output in program.outputs:
+            order.extend(n for n in program.defined_order(output) if n not in order)
+        used = {d for name in order for d in program.dependencies(name)}
+        params = [p for p in params if p.name in used]
+        inputs = [t for t in inputs if t.name in used]
+        patterns = [t for t in patterns if t.name in used]
+        init_sizes = sorted(self.symbols_in([p.name for p in params]), key=str)
+        out = self.lines.append
+        name = class_name(self.stem)
+        returns = ", ".join(program.outputs)
+        out("")
+        out("")
+        out(f"class {name}(torch.nn.Module):")
+        out(f'    """The network of {self.stem}.tn as a module: params are nn.Parameters, patterns buffers.')
+        out("")
+        out(f"    forward({', '.join(t.name for t in inputs)}) returns {returns if len(program.outputs) == 1 else '(' + returns + ')'}.")
+        out('    """')
+        out("")
+        init_args = "".join(f", {self.size_name(s)}: int" for s in init_sizes)
+        out(f"    def __init__(self{', *' if init_sizes else ''}{init_args}) -> None:")
+        out("        super().__init__()")
+        for p in params:
+            out(f"        self.{self.py(p.name)} = torch.nn.Parameter(torch.empty{self.shape(p.axes)})")
+        for p in patterns:
+            if self.is_concrete_pattern(p):
+                out(f'        self.register_buffer("{self.py(p.name)}", {self.pattern_call(p, "None", "torch.get_default_dtype()")}.clone(), persistent=False)')
+        out("        self.reset_parameters()")
+        out("")
+        out("    def reset_parameters(self) -> None:")
+        out('        """Normal entries with variance 1 / fan-in (all axes but the first)."""')
+        if not params:
+            out("        pass")
+        for p in params:
+            fan_in = prod((self.program.axis_size(a) for a in p.axes[1:]), start=sympy.Integer(1))
+            out(f"        torch.nn.init.normal_(self.{self.py(p.name)}, std={self.expr_atom(fan_in)} ** -0.5)")
+        out("")
+        signature = ", ".join(f"{self.py(t.name)}: torch.Tensor" for t in inputs)
+        out(f"    def forward(self{', ' if inputs else ''}{signature}):")
+        needed = set().union(*(set(self.eval_sizes(n)) for n in order)) if order else set()
+        needed |= self.symbols_in([p.name for p in patterns if not self.is_concrete_pattern(p)])
+        for line in self.resolve_sizes("forward", [t.name for t in inputs] + [p.name for p in params], needed):
+            out(f"        {line}")
+        prefix = {p.name: f"self.{self.py(p.name)}" for p in params}
+        anchor = inputs[0].name if inputs else params[0].name if params else None
+        device = f"{prefix.get(anchor, self.py(anchor))}.device" if anchor else "None"
+        dtype = f"{prefix.get(anchor, self.py(anchor))}.dtype" if anchor else "torch.get_default_dtype()"
+        for p in patterns:
+            if self.is_concrete_pattern(p):
+                prefix[p.name] = f"self.{self.py(p.name)}"
+            else:
+                out(f"        {self.py(p.name)} = {self.pattern_call(p, device, dtype)}")
+        self.emit_calls(order, indent="        ", prefix=prefix)
+        out(f"        return {', '.join(self.py(o) for o in program.outputs)}")
+
+    def generate(self) -> str:
+        program = self.program
+        for name in program.tensors:  # claim user-visible names first, in file order
+            self.py(name)
+        order: list[str] = []
+        for output in program.outputs:
+            order.extend(n for n in program.defined_order(output) if n not in order)
+        header = [
+            f'"""Generated by tnc from {self.stem}.tn; regenerate it rather than editing it.',
+            "",
+            "Outputs:",
+            *(f"    {equation_text(program, o)}" for o in program.outputs),
+        ]
+        free = [str(s) for s in self.free]
+        if free:
+            header += ["", f"Free sizes, read from the inputs' shapes: {', '.join(free)}."]
+        header += ['"""', "", "import functools", "", "import torch", "", ""]
+        self.lines = header + PRELUDE.strip("\n").splitlines()
+        for name in order:
+            self.emit_eval(name)
+        for name in program.outputs:
+            self.emit_public(name)
+        self.emit_module()
+        return "\n".join(self.lines) + "\n"
+
+
+def to_torch_source(program: Program, stem: str = "network") -> str:
+    """Generate the standalone PyTorch module for ``program``'s outputs."""
+    if not program.outputs:
+        raise TncError(program.source, [Diagnostic(Span(1, 1), "nothing to compile: the file defines no output tensor")])
+    return TorchGenerator(program, stem).generate()

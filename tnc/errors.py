@@ -1,0 +1,72 @@
+"""Positioned diagnostics: every user error is reported as ``FILE:LINE:COL: error: MESSAGE``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Span:
+    """A place in the source: 1-based line and column, and how many characters it covers."""
+
+    line: int
+    column: int
+    length: int = 1
+
+
+@dataclass(frozen=True)
+class Source:
+    """A source text and the name it is reported under (``-`` reads as ``<stdin>``)."""
+
+    name: str
+    text: str
+
+    def line(self, number: int) -> str:
+        lines = self.text.splitlines()
+        return lines[number - 1] if 0 < number <= len(lines) else ""
+
+
+@dataclass(frozen=True)
+class Note:
+    span: Span
+    message: str
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    span: Span
+    message: str
+    notes: tuple[Note, ...] = ()
+
+
+@dataclass
+class TncError(Exception):
+    """One or more diagnostics about a source; the CLI prints them and exits with status 1."""
+
+    source: Source
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return "\n".join(format_diagnostic(self.source, d) for d in self.diagnostics)
+
+
+def _excerpt(source: Source, span: Span) -> str:
+    text = source.line(span.line).replace("\t", " ")
+    caret = " " * (span.column - 1) + "^" + "~" * max(0, min(span.length, len(text) - span.column + 1) - 1)
+    return f"    {text}\n    {caret}"
+
+
+def format_diagnostic(source: Source, diagnostic: Diagnostic) -> str:
+    """Render a diagnostic and its notes like a C compiler does, with the line and a caret."""
+    parts = [
+        f"{source.name}:{diagnostic.span.line}:{diagnostic.span.column}: error: {diagnostic.message}",
+        _excerpt(source, diagnostic.span),
+    ]
+    for note in diagnostic.notes:
+        parts.append(f"{source.name}:{note.span.line}:{note.span.column}: note: {note.message}")
+        parts.append(_excerpt(source, note.span))
+    return "\n".join(parts)
+
+
+class UsageError(Exception):
+    """A command-line request that does not fit the file (exit status 2)."""

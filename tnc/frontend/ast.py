@@ -1,0 +1,131 @@
+"""The typed syntax tree of a ``.tn`` file; every node keeps the span it was parsed from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Union
+
+from tnc.errors import Span
+
+
+@dataclass(frozen=True)
+class Name:
+    text: str
+    span: Span
+
+
+# Scalar (size and coefficient) expressions.
+@dataclass(frozen=True)
+class Number:
+    text: str
+    span: Span
+
+
+@dataclass(frozen=True)
+class Symbol:
+    name: str
+    span: Span
+
+
+@dataclass(frozen=True)
+class BinOp:
+    op: str  # one of + - * / **
+    left: "Scalar"
+    right: "Scalar"
+    span: Span
+
+
+@dataclass(frozen=True)
+class Neg:
+    operand: "Scalar"
+    span: Span
+
+
+Scalar = Union[Number, Symbol, BinOp, Neg]
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One storage axis: a single index, or a parenthesised group ``(g c)`` flattened row-major."""
+
+    names: tuple[Name, ...]
+    grouped: bool
+    span: Span
+
+
+@dataclass(frozen=True)
+class Factor:
+    tensor: Name
+    axes: tuple[Axis, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Term:
+    """``sign * item (op item)*``: ``items`` pairs each item with ``*`` or ``/`` (the first with ``*``)."""
+
+    sign: int
+    items: tuple[tuple[str, Union[Factor, Scalar]], ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Call:
+    """A derivative form such as ``grad(Y, W)``; arguments are tensor names or nested calls."""
+
+    function: Name
+    args: tuple[Union[Name, "Call"], ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class SizeDecl:
+    name: Name
+    value: Scalar | None
+
+
+@dataclass(frozen=True)
+class IndexDecl:
+    name: Name
+    size: Scalar
+
+
+@dataclass(frozen=True)
+class TensorDecl:
+    kind: str  # "input" or "param"
+    name: Name
+    axes: tuple[Axis, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class PatternArg:
+    name: Name
+    value: Union[Scalar, tuple[Scalar, Scalar]]
+    span: Span
+
+
+@dataclass(frozen=True)
+class PatternDecl:
+    name: Name
+    axes: tuple[Axis, ...]
+    function: Name
+    args: tuple[PatternArg, ...]
+    span: Span
+
+
+@dataclass(frozen=True)
+class Equation:
+    output: bool
+    name: Name
+    axes: tuple[Axis, ...]
+    rhs: Union[tuple[Term, ...], Call]
+    span: Span
+
+
+Statement = Union[SizeDecl, IndexDecl, TensorDecl, PatternDecl, Equation]
+
+
+@dataclass(frozen=True)
+class Module:
+    statements: tuple[Statement, ...]

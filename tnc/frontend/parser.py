@@ -1,0 +1,178 @@
+"""Text to typed syntax tree, with positioned syntax errors that say what was expected."""
+
+from __future__ import annotations
+
+from lark import Token, Transformer, Tree, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+
+from tnc.errors import Diagnostic, Source, Span, TncError
+from tnc.frontend import ast
+from tnc.frontend.grammar import lark_parser
+
+KEYWORDS = frozenset({"size", "index", "input", "param", "pattern", "output"})
+
+_TERMINAL_NAMES = {"$END": "end of input", "NAME": "a name", "NUMBER": "a number", "SIGN": "'+' or '-'", "MULOP": "'*' or '/'"}
+
+
+def _span(item: Token | Tree) -> Span:
+    if isinstance(item, Token):
+        return Span(item.line, item.column, max(1, len(item)))
+    meta = item.meta
+    length = meta.end_column - meta.column if meta.end_line == meta.line else 1
+    return Span(meta.line, meta.column, max(1, length))
+
+
+def _name(token: Token) -> ast.Name:
+    return ast.Name(str(token), _span(token))
+
+
+@v_args(tree=True)
+class _ToAst(Transformer):
+    """Bottom-up conversion of Lark's parse tree into :mod:`tnc.frontend.ast` nodes."""
+
+    def start(self, tree: Tree) -> ast.Module:
+        statements: list[ast.Statement] = []
+        for child in tree.children:
+            statements.extend(child if isinstance(child, list) else [child])
+        return ast.Module(tuple(statements))
+
+    # Scalars.
+    def number(self, tree: Tree) -> ast.Number:
+        return ast.Number(str(tree.children[0]), _span(tree.children[0]))
+
+    def symbol(self, tree: Tree) -> ast.Symbol:
+        return ast.Symbol(str(tree.children[0]), _span(tree.children[0]))
+
+    def binop(self, tree: Tree) -> ast.BinOp:
+        left, op, right = tree.children
+        return ast.BinOp(str(op), left, right, _span(tree))
+
+    def power(self, tree: Tree) -> ast.BinOp:
+        left, right = tree.children
+        return ast.BinOp("**", left, right, _span(tree))
+
+    def neg(self, tree: Tree) -> ast.Scalar:
+        sign, operand = tree.children
+        return operand if sign == "+" else ast.Neg(operand, _span(tree))
+
+    # Legs.
+    def legs(self, tree: Tree) -> tuple[ast.Axis, ...]:
+        axes = []
+        for leg in tree.children:
+            if leg is None:
+                continue
+            if isinstance(leg, ast.Axis):
+                axes.append(leg)
+            else:
+                axes.append(ast.Axis((_name(leg),), False, _span(leg)))
+        return tuple(axes)
+
+    def group(self, tree: Tree) -> ast.Axis:
+        return ast.Axis(tuple(_name(t) for t in tree.children), True, _span(tree))
+
+    # Statements.
+    def size_stmt(self, tree: Tree) -> list[ast.SizeDecl]:
+        return list(tree.children)
+
+    def size_item(self, tree: Tree) -> ast.SizeDecl:
+        name, value = tree.children
+        return ast.SizeDecl(_name(name), value)
+
+    def index_stmt(self, tree: Tree) -> list[ast.IndexDecl]:
+        return list(tree.children)
+
+    def index_item(self, tree: Tree) -> ast.IndexDecl:
+        name, size = tree.children
+        return ast.IndexDecl(_name(name), size)
+
+    def tensor_decl(self, tree: Tree) -> ast.TensorDecl:
+        kind, name, axes = tree.children
+        return ast.TensorDecl(str(kind), _name(name), axes, _span(tree))
+
+    def pair(self, tree: Tree) -> tuple[ast.Scalar, ast.Scalar]:
+        return tuple(tree.children)
+
+    def arg(self, tree: Tree) -> ast.PatternArg:
+        name, value = tree.children
+        return ast.PatternArg(_name(name), value, _span(tree))
+
+    def pattern_decl(self, tree: Tree) -> ast.PatternDecl:
+        name, axes, function, *args = tree.children
+        return ast.PatternDecl(_name(name), axes, _name(function), tuple(a for a in args if a is not None), _span(tree))
+
+    def equation(self, tree: Tree) -> ast.Equation:
+        output, name, axes, rhs = tree.children
+        return ast.Equation(output is not None, _name(name), axes, rhs, _span(tree))
+
+    def call(self, tree: Tree) -> ast.Call:
+        function, *args = tree.children
+        converted = tuple(_name(a) if isinstance(a, Token) else a for a in args if a is not None)
+        return ast.Call(_name(function), converted, _span(tree))
+
+    def sum(self, tree: Tree) -> tuple[ast.Term, ...]:
+        terms, sign = [], 1
+        for child in tree.children:
+            if isinstance(child, Token) and child.type == "SIGN":
+                sign = -1 if child == "-" else 1
+            elif child is not None:
+                terms.append(ast.Term(sign * child.sign, child.items, child.span))
+                sign = 1
+        return tuple(terms)
+
+    def term(self, tree: Tree) -> ast.Term:
+        items, op = [], "*"
+        for child in tree.children:
+            if isinstance(child, Token) and child.type == "MULOP":
+                op = str(child)
+            else:
+                items.append((op, child))
+        return ast.Term(1, tuple(items), _span(tree))
+
+    def factor(self, tree: Tree) -> ast.Factor:
+        name, axes = tree.children
+        return ast.Factor(_name(name), axes, _span(tree))
+
+
+def _describe(terminal: str) -> str:
+    if terminal in _TERMINAL_NAMES:
+        return _TERMINAL_NAMES[terminal]
+    for definition in lark_parser().terminals:
+        if definition.name == terminal and definition.pattern.type == "str":
+            return f"'{definition.pattern.value}'"
+    return terminal.lower()
+
+
+def _syntax_error(source: Source, error: UnexpectedInput) -> TncError:
+    lines = source.text.splitlines() or [""]
+    line = error.line if error.line and error.line > 0 else len(lines)
+    column = error.column if error.column and error.column > 0 else len(lines[line - 1]) + 1
+    if isinstance(error, UnexpectedCharacters):
+        char = source.text[error.pos_in_stream] if error.pos_in_stream < len(source.text) else ""
+        message = f"unexpected character {char!r}"
+        length = 1
+    else:
+        assert isinstance(error, UnexpectedToken)
+        token = error.token
+        expected = sorted({_describe(t) for t in error.expected})
+        if token.type == "$END":
+            message = "unexpected end of input"
+            length = 1
+        elif str(token) in KEYWORDS and "NAME" in error.expected:
+            message = f"'{token}' is a keyword and cannot be used as a name"
+            expected = []
+            length = len(token)
+        else:
+            message = f"unexpected {str(token)!r}"
+            length = len(token)
+        if expected:
+            message += "; expected " + (expected[0] if len(expected) == 1 else "one of " + ", ".join(expected))
+    return TncError(source, [Diagnostic(Span(line, column, length), message)])
+
+
+def parse(source: Source) -> ast.Module:
+    """Parse a source into a syntax tree; raises :class:`TncError` on a syntax error."""
+    try:
+        tree = lark_parser().parse(source.text)
+    except UnexpectedInput as error:
+        raise _syntax_error(source, error) from None
+    return _ToAst().transform(tree)

@@ -1,0 +1,121 @@
+"""Tensor networks as graphs: a product is a bipartite networkx multigraph, a network a weighted sum.
+
+Factor nodes ``("f", k)`` carry a :class:`Factor`; index nodes ``("i", name)`` are the hyperedges
+that join every leg with that index name; an edge per leg, keyed by its position in the factor.
+A product's open legs are not stored in the graph: they are the network's result legs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Iterable, Iterator
+
+import networkx as nx
+import sympy
+
+Axes = tuple[tuple[str, ...], ...]
+
+
+class Kind(str, Enum):
+    INPUT = "input"
+    PARAM = "param"
+    PATTERN = "pattern"
+    DEFINED = "defined"
+    DELTA = "delta"  # identity / copy tensor: 1 where all its legs agree
+
+
+@dataclass(frozen=True)
+class Factor:
+    """One occurrence of a tensor in a product, with its legs grouped into storage axes."""
+
+    tensor: str
+    kind: Kind
+    axes: Axes
+
+    @property
+    def legs(self) -> tuple[str, ...]:
+        return tuple(name for axis in self.axes for name in axis)
+
+    def renamed(self, mapping: dict[str, str]) -> "Factor":
+        return Factor(self.tensor, self.kind, tuple(tuple(mapping.get(n, n) for n in axis) for axis in self.axes))
+
+
+def flatten(axes: Axes) -> tuple[str, ...]:
+    return tuple(name for axis in axes for name in axis)
+
+
+class Product:
+    """A product of factors; hyperedges (index nodes) join every leg that shares an index name."""
+
+    def __init__(self, factors: Iterable[Factor] = ()) -> None:
+        self.graph = nx.MultiGraph()
+        self._next = 0
+        for factor in factors:
+            self.add(factor)
+
+    def add(self, factor: Factor) -> tuple[str, int]:
+        node = ("f", self._next)
+        self._next += 1
+        self.graph.add_node(node, factor=factor)
+        for position, name in enumerate(factor.legs):
+            self.graph.add_node(("i", name), name=name)
+            self.graph.add_edge(node, ("i", name), key=position)
+        return node
+
+    def remove(self, node: tuple[str, int]) -> Factor:
+        factor = self.graph.nodes[node]["factor"]
+        self.graph.remove_node(node)
+        for name in set(factor.legs):
+            if self.graph.degree(("i", name)) == 0:
+                self.graph.remove_node(("i", name))
+        return factor
+
+    def nodes(self) -> list[tuple[str, int]]:
+        """Factor nodes in the order they were added."""
+        return sorted(n for n in self.graph.nodes if n[0] == "f")
+
+    @property
+    def factors(self) -> list[Factor]:
+        return [self.graph.nodes[n]["factor"] for n in self.nodes()]
+
+    def __iter__(self) -> Iterator[Factor]:
+        return iter(self.factors)
+
+    def __len__(self) -> int:
+        return len(self.nodes())
+
+    def indices(self) -> set[str]:
+        return {data["name"] for n, data in self.graph.nodes(data=True) if n[0] == "i"}
+
+    def carriers(self, index: str) -> list[tuple[str, int]]:
+        """The factor nodes with a leg on ``index`` (a hyperedge's endpoints), once each."""
+        node = ("i", index)
+        return sorted(set(self.graph.neighbors(node))) if node in self.graph else []
+
+    def copy(self) -> "Product":
+        return Product(self.factors)
+
+    def renamed(self, mapping: dict[str, str]) -> "Product":
+        return Product(f.renamed(mapping) for f in self.factors)
+
+
+@dataclass
+class Term:
+    coefficient: sympy.Expr
+    product: Product
+
+
+@dataclass
+class Network:
+    """``sum_t coefficient_t * product_t`` with result legs ``axes`` (grouped as stored)."""
+
+    axes: Axes
+    terms: list[Term] = field(default_factory=list)
+
+    @property
+    def legs(self) -> tuple[str, ...]:
+        return flatten(self.axes)
+
+    def tensors(self) -> set[str]:
+        return {f.tensor for term in self.terms for f in term.product if f.kind is not Kind.DELTA}

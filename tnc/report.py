@@ -1,0 +1,35 @@
+"""``tnc check``: a table of every size, index and tensor with its legs and sizes."""
+
+from __future__ import annotations
+
+from tnc.ir.network import Axes, Kind
+from tnc.ir.program import Program
+
+
+def _axes(axes: Axes) -> str:
+    return ", ".join(axis[0] if len(axis) == 1 else f"({' '.join(axis)})" for axis in axes)
+
+
+def describe(program: Program) -> str:
+    lines = ["sizes:"]
+    for name, symbol in program.symbols.items():
+        value = program.bindings.get(symbol)
+        lines.append(f"  {name} = {value}" if value is not None else f"  {name} (free)")
+    lines.append("indices:")
+    for name in program.index_sizes:
+        lines.append(f"  {name}: {program.size(name)}")
+    lines.append("tensors:")
+    rows = []
+    for name, tensor in program.tensors.items():
+        kind = tensor.kind.value
+        if tensor.kind is Kind.DEFINED:
+            kind = "output" if name in program.outputs else "defined"
+        legs = f"{name}[{_axes(tensor.axes)}]"
+        if tensor.pattern is not None:
+            legs += f" = {tensor.pattern.arguments()}"
+        shape = "[" + ", ".join(str(program.axis_size(axis)) for axis in tensor.axes) + "]"
+        rows.append((kind, legs, shape))
+    width = max((len(legs) for _, legs, _ in rows), default=0)
+    for kind, legs, shape in rows:
+        lines.append(f"  {kind:<8}{legs:<{width}}  shape {shape}")
+    return "\n".join(lines) + "\n"

@@ -11,14 +11,15 @@ LETTERS = string.ascii_lowercase + string.ascii_uppercase
 
 
 def einsum_letters(legs: Iterable[str]) -> dict[str, str]:
-    """One letter per distinct leg, in order of first appearance, preferring the leg's initial."""
+    """One letter per distinct leg, in order of first appearance: the leg's initial if it is free,
+    else the next free letter after it (``i1, i2`` become ``i, j``)."""
     letters: dict[str, str] = {}
     taken: set[str] = set()
     for leg in legs:
         if leg in letters:
             continue
-        preferred = leg[0] if leg[0] in LETTERS and leg[0] not in taken else None
-        letter = preferred or next((c for c in LETTERS if c not in taken), None)
+        start = LETTERS.index(leg[0]) if leg[0] in LETTERS else 0
+        letter = next((c for c in LETTERS[start:] + LETTERS[:start] if c not in taken), None)
         if letter is None:
             raise ValueError("more than 52 distinct indices in one einsum; torch.einsum has only a-z and A-Z")
         letters[leg] = letter

@@ -1,0 +1,61 @@
+"""The ``.tn`` target: any program prints back as a file that parses to the same networks."""
+
+from __future__ import annotations
+
+import sympy
+
+from tnc.ir.network import Axes, Kind, Network
+from tnc.ir.program import Program
+
+
+def axes_text(axes: Axes) -> str:
+    return ", ".join(axis[0] if len(axis) == 1 else f"({' '.join(axis)})" for axis in axes)
+
+
+def scalar_text(expr: sympy.Expr) -> str:
+    """A size or coefficient in ``.tn`` syntax (sympy's operators are the language's)."""
+    return str(sympy.sympify(expr))
+
+
+def network_text(network: Network) -> str:
+    """``c1 * A[...] * B[...] - c2 * C[...]``; an empty sum is ``0``."""
+    if not network.terms:
+        return "0"
+    parts = []
+    for position, term in enumerate(network.terms):
+        coefficient = sympy.sympify(term.coefficient)
+        negative = coefficient.could_extract_minus_sign()
+        if negative:
+            coefficient = -coefficient
+        factors = " * ".join(f"{f.tensor}[{axes_text(f.axes)}]" for f in term.product)
+        scale = "" if coefficient == 1 else (f"{coefficient} * " if coefficient.is_Integer else f"({coefficient}) * ")
+        sign = ("-" if negative else "") if position == 0 else (" - " if negative else " + ")
+        parts.append(f"{sign}{scale}{factors}")
+    return "".join(parts)
+
+
+def _printable(size: sympy.Expr) -> bool:
+    return not size.has(sympy.floor)
+
+
+def to_tn(program: Program, header: str | None = None) -> str:
+    """The program as a ``.tn`` file; indices whose size a pattern implies are left to inference."""
+    lines = [f"# {line}" if line else "#" for line in header.splitlines()] if header else []
+    for name, symbol in program.symbols.items():
+        value = program.bindings.get(symbol)
+        lines.append(f"size {name}" if value is None else f"size {name} = {scalar_text(value)}")
+    indices = [(n, s) for n, s in program.index_sizes.items() if _printable(s)]
+    for start in range(0, len(indices), 8):
+        chunk = indices[start : start + 8]
+        lines.append("index " + ", ".join(f"{n}: {scalar_text(s)}" for n, s in chunk))
+    lines.append("")
+    for name, tensor in program.tensors.items():
+        if tensor.kind in (Kind.INPUT, Kind.PARAM):
+            lines.append(f"{tensor.kind.value} {name}[{axes_text(tensor.axes)}]")
+        elif tensor.kind is Kind.PATTERN:
+            lines.append(f"pattern {name}[{axes_text(tensor.axes)}] = {tensor.pattern.arguments()}")
+    lines.append("")
+    for name, network in program.definitions.items():
+        keyword = "output " if name in program.outputs else ""
+        lines.append(f"{keyword}{name}[{axes_text(network.axes)}] = {network_text(network)}")
+    return "\n".join(lines).rstrip() + "\n"

@@ -1,0 +1,70 @@
+"""Invariants of a checked program; every pass can run :func:`validate` on its result."""
+
+from __future__ import annotations
+
+import sympy
+
+from tnc.ir.network import Kind
+from tnc.ir.program import Program
+
+
+class InvalidIR(AssertionError):
+    """A pass produced a program that breaks an IR invariant (a bug in tnc, not in the input)."""
+
+
+def _same(program: Program, a: sympy.Expr, b: sympy.Expr) -> bool:
+    return sympy.simplify(program.concrete(a) - program.concrete(b)) == 0
+
+
+def validate(program: Program) -> Program:
+    """Raise :class:`InvalidIR` naming the first broken invariant; return the program otherwise."""
+    problems: list[str] = []
+    seen: set[str] = set()
+    for name, tensor in program.tensors.items():
+        seen.add(name)
+        if tensor.kind is Kind.PATTERN and (tensor.pattern is None or [len(a) for a in tensor.axes] != [1, 1, 1]):
+            problems.append(f"pattern {name} needs a conv spec and three plain legs")
+        if tensor.kind is Kind.DEFINED and name not in program.definitions:
+            problems.append(f"defined tensor {name} has no network")
+        network = program.definitions.get(name)
+        if network is None:
+            continue
+        if network.axes != tensor.axes:
+            problems.append(f"{name}: its network's result legs differ from the tensor's legs")
+        if len(set(network.legs)) != len(network.legs):
+            problems.append(f"{name}: a result leg is repeated")
+        for number, term in enumerate(network.terms, start=1):
+            carried = term.product.indices()
+            missing = set(network.legs) - carried
+            if missing:
+                problems.append(f"{name}, term {number}: result legs {sorted(missing)} carried by no factor")
+            for node in term.product.nodes():
+                factor = term.product.graph.nodes[node]["factor"]
+                edges = sorted((key, index[1]) for _, index, key in term.product.graph.edges(node, keys=True))
+                if edges != list(enumerate(factor.legs)):
+                    problems.append(f"{name}, term {number}: the graph's legs of {factor.tensor} disagree with its factor")
+                for leg in factor.legs:
+                    if leg not in program.index_sizes:
+                        problems.append(f"{name}, term {number}: index {leg} has no size")
+                if factor.kind is Kind.DELTA:
+                    sizes = {program.size(leg) for leg in factor.legs if leg in program.index_sizes}
+                    if len(factor.axes) < 2 or len(sizes) > 1:
+                        problems.append(f"{name}, term {number}: a delta needs two or more legs of one size")
+                    continue
+                used = program.tensors.get(factor.tensor)
+                if used is None or factor.tensor not in seen or factor.tensor == name:
+                    problems.append(f"{name}, term {number}: {factor.tensor} is not defined before it is used")
+                    continue
+                if used.kind is not factor.kind or len(used.axes) != len(factor.axes):
+                    problems.append(f"{name}, term {number}: {factor.tensor} is used with the wrong kind or legs")
+                    continue
+                if all(leg in program.index_sizes for leg in factor.legs):
+                    for mine, theirs in zip(factor.axes, used.axes):
+                        if not _same(program, program.axis_size(mine), program.axis_size(theirs)):
+                            problems.append(f"{name}, term {number}: an axis of {factor.tensor} has the wrong size")
+    for output in program.outputs:
+        if output not in program.definitions:
+            problems.append(f"output {output} has no definition")
+    if problems:
+        raise InvalidIR("; ".join(problems))
+    return program

@@ -1,0 +1,1 @@
+"""Rewrite passes: functions from network to network (derive, delta elimination, expansion)."""

@@ -1,0 +1,61 @@
+"""Expansion: replace every defined tensor in a network by its own (expanded) network.
+
+This is what lets derivatives flow through equations (the chain rule): after expansion a network
+mentions only inputs, params, patterns and deltas. A product of sums is multiplied out.
+"""
+
+from __future__ import annotations
+
+from tnc.ir.network import Factor, Kind, Network, Product, Term
+from tnc.ir.program import Program
+from tnc.passes.fresh import Fresh
+
+
+class ExpansionError(ValueError):
+    """A defined tensor is used with a grouping of legs that expansion cannot map."""
+
+
+def _regroup(factor: Factor, leg: str, legs: tuple[str, ...]) -> Factor:
+    """Replace ``leg`` by the row-major group ``legs`` inside whichever axis holds it."""
+    axes = tuple(tuple(n for name in axis for n in (legs if name == leg else (name,))) for axis in factor.axes)
+    return Factor(factor.tensor, factor.kind, axes)
+
+
+def _instantiate(term: Term, network: Network, use: Factor, fresh: Fresh) -> list[Factor]:
+    """The factors of one term of ``use.tensor``'s network, with legs named as at ``use``."""
+    mapping: dict[str, str] = {}
+    regroup: dict[str, tuple[str, ...]] = {}
+    for defined, used in zip(network.axes, use.axes):
+        if len(defined) == len(used):
+            mapping.update(zip(defined, used))
+        elif len(defined) == 1:
+            regroup[defined[0]] = used
+        else:
+            raise ExpansionError(
+                f"'{use.tensor}' is defined with the axis ({' '.join(defined)}) but used with [{', '.join(used)}]"
+            )
+    for leg in sorted(term.product.indices() - set(network.legs)):
+        mapping[leg] = fresh(leg)
+    factors = []
+    for factor in term.product:
+        for leg, legs in regroup.items():
+            factor = _regroup(factor, leg, legs)
+        factors.append(factor.renamed(mapping))
+    return factors
+
+
+def expand(program: Program, network: Network, fresh: Fresh) -> Network:
+    """``network`` with every defined-tensor factor replaced by its definition, multiplied out."""
+    terms: list[Term] = []
+    for term in network.terms:
+        partial: list[tuple[object, list[Factor]]] = [(term.coefficient, [])]
+        for factor in term.product:
+            if factor.kind is not Kind.DEFINED:
+                partial = [(c, fs + [factor]) for c, fs in partial]
+                continue
+            inner = expand(program, program.definitions[factor.tensor], fresh)
+            partial = [
+                (c * t.coefficient, fs + _instantiate(t, inner, factor, fresh)) for c, fs in partial for t in inner.terms
+            ]
+        terms.extend(Term(c, Product(fs)) for c, fs in partial)
+    return Network(network.axes, terms)

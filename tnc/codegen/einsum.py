@@ -67,7 +67,7 @@ def einsum_outputs(program: Program) -> list[EinsumOutput]:
             inputs = ",".join("".join(letters[leg] for leg in f.legs) for f in factors)
             equation = f"{inputs}->{''.join(letters[leg] for leg in network.legs)}"
             operands = [Operand(f.tensor, [list(a) for a in f.axes], _sizes(program, f.axes)) for f in factors]
-            terms.append(EinsumTerm(str(term.coefficient), equation, operands))
+            terms.append(EinsumTerm(str(program.concrete(term.coefficient)), equation, operands))
         result.append(EinsumOutput(name, [list(a) for a in network.axes], name not in program.outputs, terms))
     return result
 
@@ -126,7 +126,9 @@ def to_text(program: Program) -> str:
             lines.append("# views: " + "; ".join(views))
         for position, term in enumerate(output.terms):
             call = f'einsum("{term.equation}", {", ".join(op.name for op in term.operands)})'
-            lines.append(_line(output.name, position == 0, sympy.sympify(term.coefficient), call))
+            # parse with the program's symbols: plain sympify reads N, S, I, E, O, Q as sympy objects
+            coefficient = sympy.sympify(term.coefficient, locals=dict(program.symbols))
+            lines.append(_line(output.name, position == 0, coefficient, call))
         lines.append("")
     patterns = pattern_parameters(program)
     if patterns:

@@ -19,7 +19,7 @@ from tnc.codegen.names import Namer
 from tnc.codegen.plan import plan
 from tnc.codegen.pyexpr import pyexpr
 from tnc.errors import Diagnostic, Span, TncError
-from tnc.ir.network import Axes, Kind
+from tnc.ir.network import Axes, Factor, Kind
 from tnc.ir.program import Program, Tensor
 
 PLANNING_SIZE = 16  # what a free size counts as when the contraction order is planned
@@ -187,25 +187,82 @@ class TorchGenerator:
         out("")
         out(f"def _eval_{self.py(name)}({params}) -> torch.Tensor:")
         out(f'    """{equation_text(self.program, name)}"""')
-        views: dict[tuple[str, Axes], str] = {}
-        temp = 0
-        results = []
-        for number, term in enumerate(network.terms, start=1):
-            factors = term.product.factors
-            variables = []
-            for factor in factors:
-                tensor = self.program.tensors[factor.tensor]
-                logical = tuple((leg,) for leg in factor.legs)
-                if len(logical) == len(tensor.axes):
-                    variables.append(self.py(factor.tensor))
-                    continue
-                key = (factor.tensor, factor.axes)
-                if key not in views:
-                    views[key] = f"_{self.py(factor.tensor)}{len(views)}"
-                    out(f"    {views[key]} = {self.py(factor.tensor)}.reshape{self.shape(factor.axes, grouped=False)}")
-                variables.append(views[key])
-            sizes_map = {leg: self.planning_size(leg) for f in factors for leg in f.legs}
-            contraction = plan([f.legs for f in factors], network.legs, sizes_map)
+        self.views: dict[tuple[str, Axes], str] = {}
+        self.temp = 0
+        anchor = self.py(operands[0]) if operands else None
+        results = [self.emit_term(number, term, network.legs, anchor) for number, term in enumerate(network.terms, start=1)]
+        if not results:
+            out(f"    return torch.zeros({self.shape(network.axes)}, {self.device_dtype(anchor)})  # the empty sum")
+            return
+        total = " + ".join(results)
+        if any(len(axis) != 1 for axis in network.axes):
+            total = f"({total}).reshape{self.shape(network.axes)}" if len(results) > 1 else f"{total}.reshape{self.shape(network.axes)}"
+        out(f"    return {total}")
+
+    def device_dtype(self, anchor: str | None) -> str:
+        return f"device={anchor}.device, dtype={anchor}.dtype" if anchor else "dtype=torch.get_default_dtype()"
+
+    def new_temp(self) -> str:
+        self.temp += 1
+        return f"_t{self.temp - 1}"
+
+    def operand(self, factor: Factor, anchor: str | None) -> str:
+        """The variable holding a factor with one axis per leg (a view of a grouped tensor)."""
+        if factor.kind is Kind.DELTA:
+            size = self.expr(self.program.axis_size(factor.axes[0]))
+            variable = self.new_temp()
+            eye = f"torch.eye({size}, {self.device_dtype(anchor)})"
+            grouped = any(len(axis) != 1 for axis in factor.axes)
+            self.lines.append(f"    {variable} = {eye}{'.reshape' + self.shape(factor.axes, grouped=False) if grouped else ''}")
+            return variable
+        tensor = self.program.tensors[factor.tensor]
+        if len(factor.legs) == len(tensor.axes):
+            return self.py(factor.tensor)
+        key = (factor.tensor, factor.axes)
+        if key not in self.views:
+            self.views[key] = f"_{self.py(factor.tensor)}{len(self.views)}"
+            self.lines.append(f"    {self.views[key]} = {self.py(factor.tensor)}.reshape{self.shape(factor.axes, grouped=False)}")
+        return self.views[key]
+
+    @staticmethod
+    def split_deltas(factors: list[Factor], result_legs: tuple[str, ...]) -> tuple[list[tuple[str, str]], list[Factor]]:
+        """Deltas between two result legs (emitted as diagonal embeddings), and the other factors.
+
+        For an embedded ``delta[a, b]`` the rest is computed with ``a`` only; where the rest also
+        carries ``b``, the delta makes ``b`` equal to ``a``, so ``b`` is renamed to ``a`` there.
+        """
+        embeds: list[tuple[str, str]] = []
+        rest = list(factors)
+        for factor in factors:
+            if factor.kind is not Kind.DELTA or any(len(axis) != 1 for axis in factor.axes):
+                continue
+            a, b = factor.legs
+            if a == b or a not in result_legs or b not in result_legs:
+                continue
+            rest.remove(factor)
+            carried = {leg for f in rest for leg in f.legs}
+            if b in carried and a not in carried:
+                a, b = b, a
+            rest = [f.renamed({b: a}) for f in rest]
+            embeds.append((a, b))
+        return embeds, rest
+
+    def emit_term(self, number: int, term, result_legs: tuple[str, ...], anchor: str | None) -> str:
+        """Emit one term's contraction; returns the expression of its (scaled) value."""
+        out = self.lines.append
+        embeds, rest = self.split_deltas(term.product.factors, result_legs)
+        target, diagonal = list(result_legs), ""
+        for a, b in embeds:
+            diagonal += f".diagonal(0, {target.index(a)}, {target.index(b)})"
+            target = [leg for leg in target if leg not in (a, b)] + [a]
+        coefficient = self.program.concrete(term.coefficient)
+        scale = "" if coefficient == 1 else f"{self.expr_atom(coefficient)} * "
+        value = None
+        carried = {leg for f in rest for leg in f.legs}
+        if rest:
+            variables = [self.operand(f, anchor) for f in rest]
+            sizes = {leg: self.planning_size(leg) for f in rest for leg in f.legs}
+            contraction = plan([f.legs for f in rest], tuple(leg for leg in target if leg in carried), sizes)
             path = ", ".join("(" + ", ".join(map(str, p)) + ")" for p in contraction.path())
             out(
                 f"    # term {number}: coefficient {term.coefficient}; path [{path}], "
@@ -214,17 +271,23 @@ class TorchGenerator:
             for step in contraction.steps:
                 args = [variables[p] for p in step.operands]
                 variables = [v for p, v in enumerate(variables) if p not in step.operands]
-                result = f"_t{temp}"
-                temp += 1
+                result = self.new_temp()
                 out(f'    {result} = torch.einsum("{step.equation()}", {", ".join(args)})  # {step.flops:,} FLOPs')
                 variables.append(result)
-            value = variables[-1]
-            coefficient = self.program.concrete(term.coefficient)
-            results.append(value if coefficient == 1 else f"{self.expr_atom(coefficient)} * {value}")
-        total = " + ".join(results)
-        if any(len(axis) != 1 for axis in network.axes):
-            total = f"({total}).reshape{self.shape(network.axes)}" if len(results) > 1 else f"{total}.reshape{self.shape(network.axes)}"
-        out(f"    return {total}")
+            value = anchor = variables[-1]
+            if embeds and not set(target) <= carried:  # broadcast over legs only the identities carry
+                value += "[" + ", ".join(":" if leg in carried else "None" for leg in target) + "]"
+        if not embeds:
+            return f"{scale}{value}"
+        full = self.new_temp()
+        shape = "(" + ", ".join(self.expr(self.program.size(leg)) for leg in result_legs) + ("," if len(result_legs) == 1 else "") + ")"
+        out(f"    # term {number}: the identities {', '.join(f'delta[{a}, {b}]' for a, b in embeds)} as a diagonal embedding")
+        out(f"    {full} = torch.zeros({shape}, {self.device_dtype(anchor)})")
+        if value is None:
+            out(f"    {full}{diagonal}.fill_({self.expr(coefficient)})")
+        else:
+            out(f"    {full}{diagonal}.copy_({scale}{value})")
+        return full
 
     def emit_public(self, name: str) -> None:
         args = self.program.dependencies(name)

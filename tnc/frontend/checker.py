@@ -17,6 +17,9 @@ from tnc.frontend import ast
 from tnc.ir.network import Factor, Kind, Network, Product, Term
 from tnc.ir.pattern import ConvPattern
 from tnc.ir.program import Program, Tensor
+from tnc.passes.deltas import DELTA
+from tnc.passes.derive import DerivativeError, jacobian, jvp, vjp
+from tnc.passes.fresh import primed
 
 PATTERN_ARGUMENTS = ("stride", "padding", "dilation", "output_padding")
 
@@ -47,6 +50,8 @@ class _Unifier:
         self.parent: dict[str, str] = {}
         self.origin: dict[str, _Origin] = {}
         self.first_use: dict[str, Span] = {}
+        self.via: dict[str, _Origin] = {}  # where a leg name first took a size from a slot
+        self.failed: set[str] = set()  # indices whose size was already reported as invalid
 
     def find(self, name: str) -> str:
         self.parent.setdefault(name, name)
@@ -61,6 +66,11 @@ class _Unifier:
 
     def equal(self, a: sympy.Expr, b: sympy.Expr) -> bool:
         return sympy.simplify(self.program.concrete(a) - self.program.concrete(b)) == 0
+
+    def failed_class(self, name: str) -> bool:
+        """Whether an index joined with ``name`` already had its size reported as invalid."""
+        root = self.find(name)
+        return any(self.find(f) == root for f in self.failed)
 
     def use(self, name: str, span: Span) -> None:
         self.first_use.setdefault(name, span)
@@ -77,27 +87,41 @@ class _Unifier:
             self._conflict(name, origin, known)
         return False
 
-    def join(self, a: str, a_span: Span, b: str) -> None:
-        """Index ``a`` (written at ``a_span``) fills a slot declared with index ``b``."""
+    def join(self, a: str, a_span: Span, b: str, tensor: str) -> None:
+        """Index ``a`` (written at ``a_span``) fills a leg of ``tensor`` declared with index ``b``."""
         ra, rb = self.find(a), self.find(b)
         if ra == rb:
             return
         oa, ob = self.origin.get(ra), self.origin.get(rb)
+        here = f"leg '{b}' of '{tensor}'" if a != b else f"a leg of '{tensor}'"
+        if oa is not None and ob is not None and not self.equal(oa.size, ob.size):
+            # Keep the two classes apart, so one mistake is reported once, not at every later use.
+            self._conflict(a, _Origin(ob.size, a_span, here), self.via.get(a, oa))
+            return
         self.parent[ra] = rb
         if ob is None and oa is not None:
             self.origin[rb] = oa
-        elif oa is not None and ob is not None and not self.equal(oa.size, ob.size):
-            self._conflict(a, _Origin(ob.size, a_span, f"'{a}' takes the size of '{b}'"), oa)
+        elif oa is None and ob is not None:
+            self.via.setdefault(a, _Origin(ob.size, a_span, here))
+
+    def show(self, size: sympy.Expr) -> str:
+        """A size as written, with its value where it is a bound expression: ``G (= 2)``."""
+        concrete = self.program.concrete(size)
+        return _show(size) if concrete == size else f"{_show(size)} (= {_show(concrete)})"
 
     def _conflict(self, name: str, here: _Origin, known: _Origin) -> None:
         self.report(
             Diagnostic(
                 here.span,
-                f"conflicting sizes for index '{name}': {_show(here.size)} here ({here.what}), "
-                f"but {_show(known.size)} elsewhere",
-                (Note(known.span, f"size {_show(known.size)} comes from here ({known.what})"),),
+                f"conflicting sizes for index '{name}': {self.show(here.size)} here ({here.what}), "
+                f"but {self.show(known.size)} elsewhere",
+                (Note(known.span, f"size {self.show(known.size)} comes from here ({known.what})"),),
             )
         )
+
+
+def _legs(count: int) -> str:
+    return "leg" if count == 1 else "legs"
 
 
 def _show(expr: sympy.Expr) -> str:
@@ -117,16 +141,19 @@ class Checker:
         self.used: set[str] = set()
         self.marked_outputs: list[str] = []
         self.declared_indices: dict[str, Span] = {}
+        self.broken: set[str] = set()  # patterns whose declaration was reported as invalid
+        self.current: str | None = None  # the tensor whose equation is being checked
+        self.names_in_file: set[str] = set()  # every index name written anywhere (fresh names avoid them)
 
     def error(self, span: Span, message: str, *notes: Note) -> None:
         self.errors.append(Diagnostic(span, message, tuple(notes)))
 
     # ---------------------------------------------------------------- scalars
-    def scalar(self, node: ast.Scalar, *, integer: bool = False) -> sympy.Expr | None:
+    def scalar(self, node: ast.Scalar, *, integer: bool = False, what: str = "a size") -> sympy.Expr | None:
         """A size or coefficient expression as sympy; None (and an error) if it is not valid."""
         if isinstance(node, ast.Number):
             if integer and "." in node.text:
-                self.error(node.span, f"a size must be an integer, not {node.text}")
+                self.error(node.span, f"{what} must be an integer, not {node.text}")
                 return None
             return sympy.Rational(node.text) if "." in node.text else sympy.Integer(node.text)
         if isinstance(node, ast.Symbol):
@@ -138,10 +165,10 @@ class Checker:
                 self.error(node.span, f"unknown size '{node.name}'; declare it with 'size {node.name}'")
             return None
         if isinstance(node, ast.Neg):
-            value = self.scalar(node.operand, integer=integer)
+            value = self.scalar(node.operand, integer=integer, what=what)
             return None if value is None else -value
-        left = self.scalar(node.left, integer=integer)
-        right = self.scalar(node.right, integer=integer)
+        left = self.scalar(node.left, integer=integer, what=what)
+        right = self.scalar(node.right, integer=integer, what=what)
         if left is None or right is None:
             return None
         if node.op == "/" and right == 0:
@@ -153,7 +180,7 @@ class Checker:
         return result
 
     def concrete_integer(self, node: ast.Scalar, what: str) -> int | None:
-        value = self.scalar(node, integer=True)
+        value = self.scalar(node, integer=True, what=what)
         if value is None:
             return None
         value = self.program.concrete(value)
@@ -171,6 +198,7 @@ class Checker:
         for statement in module.statements:
             if isinstance(statement, ast.Equation):
                 self.defined_at.setdefault(statement.name.text, statement.name.span)
+            self.names_in_file.update(_index_names(statement))
         for statement in module.statements:
             handler = {
                 ast.SizeDecl: self.size_decl,
@@ -214,10 +242,13 @@ class Checker:
         size = self.scalar(decl.size, integer=True)
         self.declared_indices[name] = decl.name.span
         self.unifier.use(name, decl.name.span)
-        if size is not None:
+        if size is None:
+            self.unifier.failed.add(name)  # the size expression was reported; no second error
+        else:
             concrete = self.program.concrete(size)
             if concrete.is_number and concrete < 1:
                 self.error(decl.size.span, f"index '{name}' must have a size of at least 1, not {concrete}")
+                self.unifier.failed.add(name)
                 return
             self.unifier.assign(name, _Origin(size, decl.name.span, f"declared as 'index {name}: {size}'"))
 
@@ -243,9 +274,16 @@ class Checker:
     def pattern_decl(self, decl: ast.PatternDecl) -> None:
         if decl.function.text != "conv":
             self.error(decl.function.span, f"unknown index pattern '{decl.function.text}'; the only pattern is conv(...)")
+            self.broken.add(decl.name.text)
             return
-        if len(decl.axes) != 3 or any(axis.grouped for axis in decl.axes):
+        grouped = [axis for axis in decl.axes if axis.grouped]
+        if grouped:
+            self.error(grouped[0].span, f"the legs of pattern '{decl.name.text}' cannot be grouped; it needs three plain legs [input, output, kernel]")
+            self.broken.add(decl.name.text)
+            return
+        if len(decl.axes) != 3:
             self.error(decl.name.span, f"pattern '{decl.name.text}' needs exactly three plain legs [input, output, kernel], got {len(decl.axes)}")
+            self.broken.add(decl.name.text)
             return
         values: dict[str, object] = {}
         for arg in decl.args:
@@ -258,6 +296,7 @@ class Checker:
                 continue
             values[key] = self.pattern_argument(key, arg)
         if any(v is None for v in values.values()):
+            self.broken.add(decl.name.text)
             return
         pattern = ConvPattern(
             stride=values.get("stride", 1),
@@ -268,9 +307,11 @@ class Checker:
         args = {a.name.text: a for a in decl.args}
         if pattern.padding == "same" and pattern.stride > 1:
             self.error(args["padding"].span, f"padding=same needs stride 1, but stride is {pattern.stride}")
+            self.broken.add(decl.name.text)
             return
         if pattern.output_padding >= pattern.stride:
             self.error(args["output_padding"].span, f"output_padding must be smaller than the stride ({pattern.stride}), got {pattern.output_padding}")
+            self.broken.add(decl.name.text)
             return
         tensor = self.declare_tensor(decl.name, Kind.PATTERN, decl.axes, decl.span)
         if tensor is not None:
@@ -290,6 +331,12 @@ class Checker:
                 return pair
             if isinstance(value, ast.Symbol) and value.name in ("same", "valid"):
                 return "same" if value.name == "same" else (0, 0)
+            if isinstance(value, ast.Symbol) and value.name not in self.program.symbols:
+                self.error(
+                    value.span,
+                    f"padding must be an integer, a size, 'same', 'valid' or a pair (left, right), not '{value.name}'",
+                )
+                return None
             amount = self.concrete_integer(value, "padding")
             if amount is not None and amount < 0:
                 self.error(arg.span, f"padding must not be negative, got {amount}")
@@ -310,9 +357,18 @@ class Checker:
     # -------------------------------------------------------------- equations
     def equation(self, eq: ast.Equation) -> None:
         if isinstance(eq.rhs, ast.Call):
-            self.error(eq.rhs.span, f"derivative forms like {eq.rhs.function.text}(...) are not supported by this version of tnc")
+            self.derivative(eq)
             return
+        if _is_zero(eq.rhs):
+            tensor = self.declare_tensor(eq.name, Kind.DEFINED, eq.axes, eq.span)
+            if tensor is not None:
+                self.program.definitions[eq.name.text] = Network(tensor.axes, [])
+                if eq.output:
+                    self.marked_outputs.append(eq.name.text)
+            return
+        self.current = eq.name.text
         terms = [t for t in (self.term(term) for term in eq.rhs) if t is not None]
+        self.current = None
         lhs_legs = [leg for axis in eq.axes for leg in axis.names]
         tensor = self.declare_tensor(eq.name, Kind.DEFINED, eq.axes, eq.span)
         if tensor is None or len(terms) != len(eq.rhs):
@@ -367,18 +423,28 @@ class Checker:
     def factor(self, item: ast.Factor) -> Factor | None:
         name = item.tensor.text
         tensor = self.program.tensors.get(name)
+        if tensor is None and name == DELTA:
+            return self.delta(item)
+        if tensor is None and name in self.broken:
+            # Its declaration was already reported; its legs' sizes cannot be known either.
+            self.unifier.failed.update(leg.text for axis in item.axes for leg in axis.names)
+            return None
         if tensor is None:
-            if name in self.defined_at:
+            if name == self.current:
+                self.error(item.tensor.span, f"tensor '{name}' is used in its own definition")
+            elif name in self.defined_at:
                 self.error(item.tensor.span, f"tensor '{name}' is used before its definition", Note(self.defined_at[name], "defined here"))
             else:
                 self.error(item.tensor.span, f"unknown tensor '{name}'")
+            self.unifier.failed.update(leg.text for axis in item.axes for leg in axis.names)
             return None
         if len(item.axes) != len(tensor.axes):
             self.error(
                 item.span,
-                f"'{name}' has {len(tensor.axes)} legs, but {len(item.axes)} are given here",
+                f"'{name}' has {len(tensor.axes)} {_legs(len(tensor.axes))}, but {len(item.axes)} {'is' if len(item.axes) == 1 else 'are'} given here",
                 Note(tensor.span, f"'{name}' is declared here"),
             )
+            self.unifier.failed.update(leg.text for axis in item.axes for leg in axis.names)
             return None
         self.used.add(name)
         for axis, declared in zip(item.axes, tensor.axes):
@@ -387,13 +453,152 @@ class Checker:
             self.slots.append(_Slot(axis.names, declared, name, axis.span))
         return Factor(name, tensor.kind, tuple(tuple(leg.text for leg in axis.names) for axis in item.axes))
 
+    def delta(self, item: ast.Factor) -> Factor | None:
+        """The built-in identity ``delta[a, b]``: 1 where its two axes agree, which must match in size."""
+        if len(item.axes) != 2:
+            self.error(item.span, f"delta takes two legs (or grouped legs), but {len(item.axes)} are given here")
+            return None
+        first, second = item.axes
+        for leg in first.names + second.names:
+            self.unifier.use(leg.text, leg.span)
+        self.slots.append(_Slot(second.names, tuple(n.text for n in first.names), DELTA, second.span))
+        return Factor(DELTA, Kind.DELTA, tuple(tuple(leg.text for leg in axis.names) for axis in item.axes))
+
+    # ------------------------------------------------------------ derivatives
+    def fresh(self, base: str) -> str:
+        """A new index name, primed from ``base``, used nowhere in the file."""
+        name = primed(base, self.names_in_file)
+        self.names_in_file.add(name)
+        self.unifier.use(name, self.call_span)
+        self.unifier.join(name, self.call_span, base, "the variable")  # a copy of a leg has its size
+        return name
+
+    def derivative(self, eq: ast.Equation) -> None:
+        """``J[...] = grad(T, A)`` and friends: derive, then name the result legs as on the left."""
+        self.call_span = eq.rhs.span
+        network = self.call_network(eq.rhs)
+        if network is None:
+            self.declare_tensor(eq.name, Kind.DEFINED, eq.axes, eq.span)
+            return
+        if len(eq.axes) != len(network.axes):
+            self.error(
+                eq.name.span,
+                f"{_call_text(eq.rhs)} has {len(network.axes)} result legs ({_axes_text(network.axes)}), "
+                f"but the left side gives {len(eq.axes)}",
+            )
+            return
+        user = {leg.text for axis in eq.axes for leg in axis.names}
+        internal = network.terms and set().union(*(t.product.indices() for t in network.terms)) - set(network.legs)
+        mapping = {leg: self.fresh(leg) for leg in sorted(internal or ()) if leg in user}
+        for mine, theirs in zip(network.axes, eq.axes):
+            if len(mine) == len(theirs.names):
+                mapping.update(zip(mine, (leg.text for leg in theirs.names)))
+        axes = tuple(tuple(mapping.get(leg, leg) for leg in axis) for axis in network.axes)
+        network = Network(axes, [Term(t.coefficient, t.product.renamed(mapping)) for t in network.terms])
+        tensor = self.declare_tensor(eq.name, Kind.DEFINED, eq.axes, eq.span)
+        if tensor is None:
+            return
+        for mine, theirs in zip(network.axes, eq.axes):
+            if len(mine) != len(theirs.names):
+                self.slots.append(_Slot(theirs.names, mine, eq.name.text, theirs.span))
+        self.constrain(network, eq.rhs.span)
+        self.program.definitions[eq.name.text] = network
+        if eq.output:
+            self.marked_outputs.append(eq.name.text)
+
+    def constrain(self, network: Network, span: Span) -> None:
+        """Size constraints for a network built by a pass: every factor against its declaration."""
+        for term in network.terms:
+            for factor in term.product:
+                names = [tuple(ast.Name(leg, span) for leg in axis) for axis in factor.axes]
+                for axis in names:
+                    for leg in axis:
+                        self.unifier.use(leg.text, span)
+                if factor.kind is Kind.DELTA:
+                    self.slots.append(_Slot(names[1], factor.axes[0], DELTA, span))
+                    continue
+                for axis, declared in zip(names, self.program.tensors[factor.tensor].axes):
+                    self.slots.append(_Slot(axis, declared, factor.tensor, span))
+
+    def call_network(self, call: ast.Call) -> Network | None:
+        """The network of a derivative form; None (and an error) if it cannot be taken."""
+        function = call.function.text
+        arity = {"grad": 2, "vjp": 3, "jvp": 3}.get(function)
+        if arity is None:
+            self.error(call.function.span, f"unknown function '{function}'; expected grad, vjp or jvp")
+            return None
+        if len(call.args) != arity:
+            usage = {"grad": "grad(T, A)", "vjp": "vjp(T, A, V)", "jvp": "jvp(T, A, U)"}[function]
+            self.error(call.span, f"{function} takes {arity} arguments, {usage}; got {len(call.args)}")
+            return None
+        of, wrt, *seed = call.args
+        if isinstance(of, ast.Call):
+            network = self.call_network(of)
+        else:
+            network = self.argument_network(of)
+        if network is None:
+            return None
+        for arg in (wrt, *seed):
+            if isinstance(arg, ast.Call):
+                self.error(arg.span, f"the {'variable' if arg is wrt else 'seed'} of {function} must be a tensor name")
+                return None
+            if arg.text not in self.program.tensors:
+                self.error(arg.span, f"unknown tensor '{arg.text}'")
+                return None
+        variable = self.program.tensors[wrt.text]
+        if variable.kind not in (Kind.INPUT, Kind.PARAM):
+            self.error(wrt.span, f"can only differentiate with respect to an input or param, and '{wrt.text}' is a {variable.kind.value} tensor")
+            return None
+        if seed:
+            needed = network.axes if function == "vjp" else variable.axes
+            tensor = self.program.tensors[seed[0].text]
+            whose = "the differentiated tensor" if function == "vjp" else f"'{wrt.text}'"
+            if len(tensor.axes) != len(needed):
+                self.error(
+                    seed[0].span,
+                    f"seed '{seed[0].text}' has {len(tensor.axes)} {_legs(len(tensor.axes))}, but {function} needs "
+                    f"one for each of the {len(needed)} legs of {whose} ({_axes_text(needed)})",
+                )
+                return None
+            self.used.add(seed[0].text)
+        try:
+            if function == "grad":
+                result = jacobian(self.program, network, wrt.text, self.fresh)
+            elif function == "vjp":
+                result = vjp(self.program, network, wrt.text, seed[0].text, self.fresh)
+            else:
+                result = jvp(self.program, network, wrt.text, seed[0].text, self.fresh)
+        except DerivativeError as error:
+            self.error(call.span, str(error))
+            return None
+        if seed:
+            for term in result.terms:
+                for factor in term.product:
+                    if factor.tensor == seed[0].text:
+                        for axis, declared in zip(factor.axes, self.program.tensors[factor.tensor].axes):
+                            self.slots.append(_Slot(tuple(ast.Name(l, seed[0].span) for l in axis), declared, factor.tensor, seed[0].span))
+        return result
+
+    def argument_network(self, name: ast.Name) -> Network | None:
+        tensor = self.program.tensors.get(name.text)
+        if tensor is None:
+            if name.text in self.defined_at:
+                self.error(name.span, f"tensor '{name.text}' is used before its definition", Note(self.defined_at[name.text], "defined here"))
+            else:
+                self.error(name.span, f"unknown tensor '{name.text}'")
+            return None
+        self.used.add(name.text)
+        if tensor.kind is Kind.DEFINED:
+            return self.program.definitions.get(name.text)
+        return Network(tensor.axes, [Term(sympy.Integer(1), Product([Factor(name.text, tensor.kind, tensor.axes)]))])
+
     # ------------------------------------------------------------ size solving
     def infer_sizes(self) -> None:
         product_slots = []
         for slot in self.slots:
             if len(slot.legs) == len(slot.declared):
                 for leg, declared in zip(slot.legs, slot.declared):
-                    self.unifier.join(leg.text, leg.span, declared)
+                    self.unifier.join(leg.text, leg.span, declared, slot.tensor)
             else:
                 product_slots.append(slot)
         changed = True
@@ -405,6 +610,8 @@ class Checker:
             self.solve_pattern(name, decl, final=True)
         for name, span in self.unifier.first_use.items():
             size = self.unifier.size(name)
+            if size is None and self.unifier.failed_class(name):
+                continue  # its size was already reported as invalid
             if size is None:
                 self.error(span, f"cannot infer the size of index '{name}'; declare it with 'index {name}: SIZE'")
             else:
@@ -420,7 +627,11 @@ class Checker:
         unknown = [leg for leg, size in zip(slot.legs, sizes) if size is None]
         if not unknown:
             if final and not self.unifier.equal(sympy.Mul(*sizes), total):
-                self.error(slot.span, f"these legs have total size {sympy.Mul(*sizes)}, but this axis of '{slot.tensor}' has size {total}")
+                self.error(
+                    slot.span,
+                    f"these legs have total size {self.unifier.show(sympy.Mul(*sizes))}, "
+                    f"but this axis of '{slot.tensor}' has size {self.unifier.show(total)}",
+                )
             return False
         if len(unknown) > 1:
             return False
@@ -429,7 +640,7 @@ class Checker:
         concrete = self.program.concrete(value)
         if concrete.is_number and not concrete.is_integer:
             if final:
-                self.error(slot.span, f"this axis of '{slot.tensor}' has size {total}, which {known} does not divide")
+                self.error(slot.span, f"this axis of '{slot.tensor}' has size {self.unifier.show(total)}, which {self.unifier.show(known)} does not divide")
             return False
         return self.unifier.assign(unknown[0].text, _Origin(value, unknown[0].span, f"the rest of an axis of '{slot.tensor}'"))
 
@@ -441,12 +652,12 @@ class Checker:
             return False
         if I is not None and O is None:
             value = pattern.output_size(I, K)
-            if self._too_small(value, o.span, f"output size of '{name}'"):
+            if self._too_small(value, o, f"output size of '{name}'", "input too small for kernel, dilation and padding"):
                 return False
             return self.unifier.assign(o.text, _Origin(value, o.span, f"the output size of pattern '{name}'"))
         if O is not None and I is None:
             value = pattern.input_size(O, K)
-            if self._too_small(value, i.span, f"input size of '{name}'"):
+            if self._too_small(value, i, f"input size of '{name}'", "output too small for the padding"):
                 return False
             return self.unifier.assign(i.text, _Origin(value, i.span, f"the input size of transpose pattern '{name}'"))
         if final and I is not None and O is not None:
@@ -455,10 +666,13 @@ class Checker:
                 self.error(o.span, f"pattern '{name}' maps input size {I} with kernel {K} to output size {expected}, but '{o.text}' has size {O}")
         return False
 
-    def _too_small(self, value: sympy.Expr, span: Span, what: str) -> bool:
+    def _too_small(self, value: sympy.Expr, index: ast.Name, what: str, why: str) -> bool:
         concrete = self.program.concrete(value)
         if concrete.is_number and concrete < 1:
-            self.error(span, f"the {what} would be {concrete}; it must be at least 1 (input too small for kernel, dilation and padding)")
+            if self.unifier.failed_class(index.text):
+                return True  # reported on an earlier round of solving
+            self.unifier.failed.add(index.text)
+            self.error(index.span, f"the {what} would be {concrete}; it must be at least 1 ({why})")
             return True
         return False
 
@@ -467,6 +681,32 @@ class Checker:
             self.program.outputs = [n for n in self.marked_outputs if n in self.program.definitions]
             return
         self.program.outputs = [n for n in self.program.definitions if n not in self.used]
+
+
+def _index_names(statement: ast.Statement) -> set[str]:
+    axes: list[ast.Axis] = list(getattr(statement, "axes", ()))
+    rhs = getattr(statement, "rhs", ())
+    if isinstance(rhs, tuple):
+        for term in rhs:
+            axes.extend(axis for _, item in term.items if isinstance(item, ast.Factor) for axis in item.axes)
+    return {leg.text for axis in axes for leg in axis.names}
+
+
+def _is_zero(terms: tuple[ast.Term, ...]) -> bool:
+    """``= 0``: the empty sum, written as one term that is the number zero."""
+    if len(terms) != 1 or len(terms[0].items) != 1:
+        return False
+    _, item = terms[0].items[0]
+    return isinstance(item, ast.Number) and float(item.text) == 0
+
+
+def _axes_text(axes) -> str:
+    return ", ".join(axis[0] if len(axis) == 1 else f"({' '.join(axis)})" for axis in axes)
+
+
+def _call_text(call: ast.Call) -> str:
+    args = ", ".join(_call_text(a) if isinstance(a, ast.Call) else a.text for a in call.args)
+    return f"{call.function.text}({args})"
 
 
 def check(module: ast.Module, source: Source, sizes: dict[str, int] | None = None) -> Program:

@@ -101,8 +101,10 @@ class _ToAst(Transformer):
         return ast.PatternDecl(_name(name), axes, _name(function), tuple(a for a in args if a is not None), _span(tree))
 
     def equation(self, tree: Tree) -> ast.Equation:
-        output, name, axes, rhs = tree.children
-        return ast.Equation(output is not None, _name(name), axes, rhs, _span(tree))
+        # ``OUTPUT?`` leaves no placeholder when the keyword is absent: 3 or 4 children.
+        *output, name, axes, rhs = tree.children
+        marked = bool(output) and output[0] is not None
+        return ast.Equation(marked, _name(name), axes, rhs, _span(tree))
 
     def call(self, tree: Tree) -> ast.Call:
         function, *args = tree.children
@@ -142,6 +144,30 @@ def _describe(terminal: str) -> str:
     return terminal.lower()
 
 
+_STATEMENT_STARTS = frozenset({"'size'", "'index'", "'input'", "'param'", "'pattern'", "'output'", "a name"})
+
+
+def _expected(terminals: set[str]) -> list[str]:
+    """Readable expected tokens; all the tokens that start a statement read as one item."""
+    described = {_describe(t) for t in terminals}
+    if _STATEMENT_STARTS <= described:
+        described = (described - _STATEMENT_STARTS) | {"a new statement"}
+    return sorted(described)
+
+
+def _acceptable(error: UnexpectedToken) -> set[str]:
+    """The tokens the parser really accepts here (LALR's lookahead set can hold a few more)."""
+    try:
+        accepted = set(error.interactive_parser.accepts())
+    except Exception:  # noqa: BLE001 - fall back to Lark's own list
+        return set(error.expected)
+    return accepted or set(error.expected)
+
+
+def _first_on_line(source: Source, token: Token) -> bool:
+    return not source.line(token.line)[: token.column - 1].strip()
+
+
 def _syntax_error(source: Source, error: UnexpectedInput) -> TncError:
     lines = source.text.splitlines() or [""]
     line = error.line if error.line and error.line > 0 else len(lines)
@@ -153,13 +179,20 @@ def _syntax_error(source: Source, error: UnexpectedInput) -> TncError:
     else:
         assert isinstance(error, UnexpectedToken)
         token = error.token
-        expected = sorted({_describe(t) for t in error.expected})
+        expected = _expected(_acceptable(error))
         if token.type == "$END":
+            # Lark places the end of input on the last token; point just past that token.
+            if token.end_line and token.end_column and token.end_line > 0:
+                line, column = token.end_line, token.end_column
             message = "unexpected end of input"
             length = 1
-        elif str(token) in KEYWORDS and "NAME" in error.expected:
+        elif str(token) in KEYWORDS and "NAME" in error.expected and not _first_on_line(source, token):
             message = f"'{token}' is a keyword and cannot be used as a name"
             expected = []
+            length = len(token)
+        elif str(token) in KEYWORDS:
+            # A keyword that starts a line where the statement before it is still incomplete.
+            message = f"unexpected keyword '{token}' (the statement before it is incomplete)"
             length = len(token)
         else:
             message = f"unexpected {str(token)!r}"

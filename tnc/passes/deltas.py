@@ -28,6 +28,8 @@ def _eliminate_one(program: Program, term: Term, result_legs: set[str]) -> Term 
             continue
         a, b = factor.legs
         elsewhere = {leg: len(product.carriers(leg)) > 1 for leg in (a, b)}
+        if (a == b or not (elsewhere[a] or elsewhere[b])) and a not in program.index_sizes:
+            continue  # a trace needs the size, which is not known yet (while checking a file)
         if a == b:
             if a in result_legs or elsewhere[a]:
                 continue

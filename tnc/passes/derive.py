@@ -69,3 +69,49 @@ def jvp(program: Program, network: Network, wrt: str, seed: str, fresh: Fresh) -
     seed_factor = Factor(seed, program.tensors[seed].kind, new)
     terms = [Term(t.coefficient, Product(t.product.factors + [seed_factor])) for t in full.terms]
     return eliminate_deltas(program, Network(network.axes, terms))
+
+
+def derive_program(program: Program, wrt: str, of: str | None = None, vjp_seed: str | None = None, jvp_seed: str | None = None) -> str:
+    """Add the derivative of ``of`` (default: the single output) to ``program`` as its only output.
+
+    A seed that the program does not declare is declared as an input with the legs it needs.
+    Returns the new tensor's name: ``dY_dW``, ``vjp_Y_W`` or ``jvp_Y_W``.
+    """
+    from tnc.ir.program import Tensor  # local: program.py imports nothing from passes
+    from tnc.passes.fresh import program_fresh
+
+    if of is None:
+        if len(program.outputs) != 1:
+            raise DerivativeError(f"the file has {len(program.outputs)} outputs ({', '.join(program.outputs)}); choose one with --of")
+        of = program.outputs[0]
+    for role, name in (("--of", of), ("--wrt", wrt)):
+        if name not in program.tensors:
+            raise DerivativeError(f"{role}: the file has no tensor '{name}'")
+    network = program.definitions.get(of) or _single(program, of)
+    fresh = program_fresh(program)
+    for seed, axes in ((vjp_seed, network.axes), (jvp_seed, program.tensors[wrt].axes)):
+        if seed is None:
+            continue
+        if seed not in program.tensors:
+            program.tensors[seed] = Tensor(seed, Kind.INPUT, axes)
+        elif [program.axis_size(a) for a in program.tensors[seed].axes] != [program.axis_size(a) for a in axes]:
+            raise DerivativeError(f"seed '{seed}' must have the shape of the legs [{', '.join(' '.join(a) for a in axes)}]")
+    if vjp_seed is not None:
+        result, name = vjp(program, network, wrt, vjp_seed, fresh), f"vjp_{of}_{wrt}"
+    elif jvp_seed is not None:
+        result, name = jvp(program, network, wrt, jvp_seed, fresh), f"jvp_{of}_{wrt}"
+    else:
+        result, name = jacobian(program, network, wrt, fresh), f"d{of}_d{wrt}"
+    base, number = name, 2
+    while name in program.tensors:
+        name, number = f"{base}_{number}", number + 1
+    program.tensors[name] = Tensor(name, Kind.DEFINED, result.axes)
+    program.definitions[name] = result
+    program.outputs = [name]
+    return name
+
+
+def _single(program: Program, name: str) -> Network:
+    """A declared tensor as a network of itself."""
+    tensor = program.tensors[name]
+    return Network(tensor.axes, [Term(1, Product([Factor(name, tensor.kind, tensor.axes)]))])

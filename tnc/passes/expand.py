@@ -53,6 +53,8 @@ def expand(program: Program, network: Network, fresh: Fresh) -> Network:
             if factor.kind is not Kind.DEFINED:
                 partial = [(c, fs + [factor]) for c, fs in partial]
                 continue
+            if factor.tensor not in program.definitions:
+                raise ExpansionError(f"'{factor.tensor}' has no valid definition")
             inner = expand(program, program.definitions[factor.tensor], fresh)
             partial = [
                 (c * t.coefficient, fs + _instantiate(t, inner, factor, fresh)) for c, fs in partial for t in inner.terms

@@ -1,0 +1,616 @@
+"""Bad `.tn` inputs through the command line: positioned messages, exit status, no traceback.
+
+Every case in ``CASES`` is written to a file and run through ``tnc.cli.main.main``. It must exit
+with status 1 and print ``FILE:LINE:COL: error: MESSAGE``, the offending source line and a caret
+under the column (contract §5). Cases that name two places also check the ``note:`` line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tnc.cli.main import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+HEADER = re.compile(r"^(?P<file>.+):(?P<line>\d+):(?P<column>\d+): (?P<kind>error|note): (?P<message>.*)$")
+
+
+@dataclass
+class Reported:
+    kind: str
+    line: int
+    column: int
+    message: str
+    excerpt: str
+    caret: str
+
+
+def parse_diagnostics(stderr: str, filename: str) -> list[Reported]:
+    """Split stderr into diagnostics; every header must be followed by the line and a caret."""
+    lines = stderr.rstrip("\n").split("\n")
+    found = []
+    position = 0
+    while position < len(lines):
+        match = HEADER.match(lines[position])
+        assert match, f"not a diagnostic header: {lines[position]!r}\n{stderr}"
+        assert match["file"] == filename, stderr
+        assert position + 2 < len(lines), f"a diagnostic without its excerpt:\n{stderr}"
+        excerpt, caret = lines[position + 1], lines[position + 2]
+        found.append(Reported(match["kind"], int(match["line"]), int(match["column"]), match["message"], excerpt, caret))
+        position += 3
+    return found
+
+
+def check_excerpt(source: str, reported: Reported) -> None:
+    """The excerpt is the source line (indented by four); the caret sits under the column."""
+    text = source.splitlines()[reported.line - 1].replace("\t", " ")
+    assert reported.excerpt == "    " + text
+    assert re.fullmatch(r" {4}" + " " * (reported.column - 1) + r"\^~*", reported.caret), (reported.caret, reported.column)
+    # the caret's underline never runs past the end of the line
+    assert len(reported.caret) <= 4 + max(len(text), reported.column)
+
+
+def run_cli(tmp_path: Path, capsys, source: str, *args: str, name: str = "bad.tn") -> tuple[int, str, str, str]:
+    path = tmp_path / name
+    path.write_text(source, encoding="utf-8")
+    command = list(args) if args else ["check"]
+    try:
+        status = main([command[0], str(path), *command[1:]])
+    except SystemExit as exit:  # argparse usage errors
+        status = exit.code
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err, str(path)
+
+
+def case(id: str, source: str, message: str, line: int, column: int, note: tuple[str, int, int] | None = None, args=()):
+    return pytest.param(source, message, line, column, note, tuple(args), id=id)
+
+
+# (source, message fragment, line, column, optional note (fragment, line, column), CLI arguments)
+CASES = [
+    # ------------------------------------------------------------- syntax errors
+    case("syntax-missing-colon", "size N\nindex n N\n", "unexpected 'N'; expected ':'", 2, 9),
+    case("syntax-bad-character", "index i: 3\ninput X[i]\nY[i] = X[i] $ 2\n", "unexpected character '$'", 3, 13),
+    case(
+        "syntax-end-after-operator",
+        "index i: 3\ninput X[i]\nY[i] = X[i] *\n",
+        "unexpected end of input; expected one of '(', a name, a number",
+        3,
+        14,
+    ),
+    case("syntax-unclosed-legs", "index i: 3\ninput X[i, j\n", "unexpected end of input; expected one of ',', ']'", 2, 13),
+    case("syntax-unclosed-legs-comment", "index i: 3\ninput X[i, # more later\n", "unexpected end of input", 2, 11),
+    case("syntax-parentheses-for-legs", "index i: 3\ninput X(i)\n", "unexpected '('; expected '['", 2, 8),
+    case("syntax-declaration-without-legs", "input X\n", "unexpected end of input; expected '['", 1, 8),
+    case("syntax-argument-without-equals", "index i: 9, k: 3\npattern P[i, o, k] = conv(stride 2)\n", "unexpected '2'; expected '='", 2, 34),
+    case(
+        "syntax-second-equals",
+        "index i: 3\ninput X[i]\nY[i] = X[i] = X[i]\n",
+        "unexpected '='; expected one of '*' or '/', '+' or '-', a new statement, end of input",
+        3,
+        13,
+    ),
+    case("syntax-stray-bracket", "index i: 3\ninput X[i]\nY[i] = X[i]]\n", "unexpected ']'", 3, 12),
+    case("syntax-number-as-size-name", "size 3\n", "unexpected '3'; expected a name", 1, 6),
+    case(
+        "syntax-incomplete-size-before-keyword",
+        "size N =\nindex n: N\n",
+        "unexpected keyword 'index' (the statement before it is incomplete)",
+        2,
+        1,
+    ),
+    case(
+        "syntax-trailing-comma-before-keyword",
+        "index i: 3,\ninput X[i]\n",
+        "unexpected keyword 'input' (the statement before it is incomplete); expected a name",
+        2,
+        1,
+    ),
+    # -------------------------------------------------------- keywords as names
+    case("keyword-as-size", "size input = 3\n", "'input' is a keyword and cannot be used as a name", 1, 6),
+    case("keyword-as-index", "index output: 3\n", "'output' is a keyword and cannot be used as a name", 1, 7),
+    case("keyword-as-leg", "index i: 3\ninput X[size]\n", "'size' is a keyword and cannot be used as a name", 2, 9),
+    case("keyword-as-tensor", "index i: 3\ninput X[i]\nY[i] = X[i] * param[i]\n", "'param' is a keyword and cannot be used as a name", 3, 15),
+    case("keyword-as-pattern", "index i: 3\npattern pattern[i, o, k] = conv()\n", "'pattern' is a keyword", 2, 9),
+    # ---------------------------------------------------------------- names
+    case("unknown-tensor", "index i: 3\ninput X[i]\nY[i] = Z[i]\n", "unknown tensor 'Z'", 3, 8),
+    case("unknown-size-in-index", "index i: M\n", "unknown size 'M'; declare it with 'size M'", 1, 10),
+    case("unknown-size-in-size", "size N = M + 1\n", "unknown size 'M'", 1, 10),
+    case("unknown-size-in-coefficient", "index i: 3\ninput X[i]\nY[i] = (1/M) * X[i]\n", "unknown size 'M'", 3, 11),
+    case("tensor-as-size", "index i: 3\ninput X[i]\nindex j: X\n", "'X' is a tensor, not a size", 3, 10),
+    case(
+        "size-not-inferable",
+        "input X[i]\nY[i] = X[i]\n",
+        "cannot infer the size of index 'i'; declare it with 'index i: SIZE'",
+        1,
+        9,
+    ),
+    case(
+        "size-not-inferable-summed-leg",
+        "index i: 3\ninput X[i, j]\nY[i] = X[i, j]\n",
+        "cannot infer the size of index 'j'",
+        2,
+        12,
+    ),
+    case(
+        "use-before-declaration",
+        "index i: 3\ninput X[i]\nY[i, j] = X[i] * E[j]\ninput E[j]\n",
+        "unknown tensor 'E'",
+        3,
+        18,
+    ),
+    case(
+        "duplicate-tensor",
+        "index i: 3\ninput X[i]\nparam X[i]\n",
+        "'X' is defined twice",
+        3,
+        7,
+        ("first defined here", 2, 7),
+    ),
+    case(
+        "duplicate-definition",
+        "index i: 3\ninput X[i]\nY[i] = X[i]\nY[i] = 2 * X[i]\n",
+        "'Y' is defined twice",
+        4,
+        1,
+        ("first defined here", 3, 1),
+    ),
+    case(
+        "duplicate-pattern",
+        "index i: 9, k: 3\npattern P[i, o, k] = conv()\npattern P[i, o, k] = conv(stride=2)\n",
+        "'P' is defined twice",
+        3,
+        9,
+        ("first defined here", 2, 9),
+    ),
+    case("duplicate-size", "size N = 2\nsize N = 3\n", "size 'N' is declared twice", 2, 6, ("first declared here", 1, 6)),
+    case("duplicate-size-one-statement", "size N, M, N\n", "size 'N' is declared twice", 1, 12, ("first declared here", 1, 6)),
+    case("duplicate-index", "index i: 3\nindex i: 4\n", "index 'i' is declared twice", 2, 7, ("first declared here", 1, 7)),
+    case(
+        "duplicate-leg-in-declaration",
+        "index i: 3\ninput X[i, i]\n",
+        "index 'i' appears twice in 'X[...]'",
+        2,
+        12,
+        ("first here", 2, 9),
+    ),
+    case(
+        "use-before-definition",
+        "index i: 3\ninput X[i]\nA[i] = B[i]\nB[i] = X[i]\n",
+        "tensor 'B' is used before its definition",
+        3,
+        8,
+        ("defined here", 4, 1),
+    ),
+    case("self-reference", "index i: 3\ninput X[i]\nA[i] = A[i] * X[i]\n", "tensor 'A' is used in its own definition", 3, 8),
+    # ------------------------------------------------------------------ legs
+    case(
+        "too-few-legs",
+        "index i: 3, j: 4\ninput X[i, j]\nY[i] = X[i]\n",
+        "'X' has 2 legs, but 1 is given here",
+        3,
+        8,
+        ("'X' is declared here", 2, 7),
+    ),
+    case(
+        "too-many-legs",
+        "index i: 3\ninput X[i]\nY[i] = X[i, i, i]\n",
+        "'X' has 1 leg, but 3 are given here",
+        3,
+        8,
+        ("'X' is declared here", 2, 7),
+    ),
+    case(
+        "conflicting-sizes-declared",
+        "index i: 3, j: 4\ninput X[i]\ninput W[j]\nY[i] = X[i] * W[i]\n",
+        "conflicting sizes for index 'i': 4 here (leg 'j' of 'W'), but 3 elsewhere",
+        4,
+        17,
+        ("size 3 comes from here (declared as 'index i: 3')", 1, 7),
+    ),
+    case(
+        "conflicting-sizes-two-factors",
+        "index i: 3, j: 4\ninput X[i]\ninput W[j]\nY[a] = X[a] * W[a]\n",
+        "conflicting sizes for index 'a': 4 here (leg 'j' of 'W'), but 3 elsewhere",
+        4,
+        17,
+        ("size 3 comes from here (leg 'i' of 'X')", 4, 10),
+    ),
+    case(
+        "conflicting-sizes-bound-symbol",
+        "size G = 2, C = 3\nindex g: G, c: C, a: 4\ninput X[(g c)]\nY[a, b] = X[(a b)]\n",
+        "conflicting sizes for index 'a': G (= 2) here (leg 'g' of 'X'), but 4 elsewhere",
+        4,
+        14,
+        ("size 4 comes from here", 2, 19),
+    ),
+    case(
+        "group-total-size",
+        "size G = 2, C = 3\nindex g: G, c: C, a: 4, b: 2\ninput X[(g c)]\nY[a, b] = X[(a b c)]\n",
+        "these legs have total size 8*C (= 24), but this axis of 'X' has size C*G (= 6)",
+        4,
+        13,
+    ),
+    case(
+        "group-does-not-divide",
+        "index a: 4, m: 6\ninput X[m]\nY[a, b] = X[(a b)]\n",
+        "this axis of 'X' has size 6, which 4 does not divide",
+        3,
+        13,
+    ),
+    case(
+        "left-index-not-carried",
+        "index i: 3, j: 4\ninput X[i]\nY[i, j] = X[i]\n",
+        "index 'j' on the left side is carried by no factor on the right",
+        3,
+        6,
+    ),
+    case(
+        "terms-with-different-open-legs",
+        "index i: 3, j: 4\ninput X[i]\ninput W[i, j]\nY[i, j] = W[i, j] + 2 * X[i]\n",
+        "term 2 has open legs [i] but the left side has [i, j] (missing j)",
+        4,
+        21,
+    ),
+    case(
+        "divide-by-tensor",
+        "index i: 3\ninput X[i]\ninput W[i]\nY[i] = X[i] / W[i]\n",
+        "cannot divide by a tensor; only by a number or a size",
+        4,
+        15,
+    ),
+    case("term-without-tensor", "index i: 3\ninput X[i]\nY[i] = X[i] + 2\n", "a term needs at least one tensor factor", 3, 15),
+    # ----------------------------------------------------------------- sizes
+    case("size-division-by-zero", "size N = 3 / 0\n", "division by zero", 1, 10),
+    case("size-decimal", "index i: 1.5\n", "a size must be an integer, not 1.5", 1, 10),
+    case("size-zero", "size N = 0\n", "size 'N' must be at least 1, not 0", 1, 10),
+    case("index-size-zero", "index i: 2 - 2\n", "index 'i' must have a size of at least 1, not 0", 1, 10),
+    # -------------------------------------------------------------- patterns
+    case("stride-zero", "index i: 9, k: 3\npattern P[i, o, k] = conv(stride=0)\n", "stride must be at least 1, got 0", 2, 27),
+    case("dilation-zero", "index i: 9, k: 3\npattern P[i, o, k] = conv(dilation=0)\n", "dilation must be at least 1, got 0", 2, 27),
+    case("dilation-negative", "index i: 9, k: 3\npattern P[i, o, k] = conv(dilation=-2)\n", "dilation must be at least 1, got -2", 2, 27),
+    case(
+        "unknown-argument",
+        "index i: 9, k: 3\npattern P[i, o, k] = conv(strde=2)\n",
+        "unknown argument 'strde' to conv; expected one of stride, padding, dilation, output_padding",
+        2,
+        27,
+    ),
+    case("argument-twice", "index i: 9, k: 3\npattern P[i, o, k] = conv(stride=2, stride=3)\n", "argument 'stride' is given twice", 2, 37),
+    case("stride-pair", "index i: 9, k: 3\npattern P[i, o, k] = conv(stride=(1, 2))\n", "'stride' takes one integer, not a pair", 2, 27),
+    case(
+        "same-with-stride",
+        "index i: 9, k: 3\npattern P[i, o, k] = conv(stride=2, padding=same)\n",
+        "padding=same needs stride 1, but stride is 2",
+        2,
+        37,
+    ),
+    case("negative-padding", "index i: 9, k: 3\npattern P[i, o, k] = conv(padding=-1)\n", "padding must not be negative, got -1", 2, 27),
+    case(
+        "negative-padding-pair",
+        "index i: 9, k: 3\npattern P[i, o, k] = conv(padding=(1, -2))\n",
+        "padding must not be negative, got (1, -2)",
+        2,
+        27,
+    ),
+    case(
+        "padding-unknown-word",
+        "index i: 9, k: 3\npattern P[i, o, k] = conv(padding=full)\n",
+        "padding must be an integer, a size, 'same', 'valid' or a pair (left, right), not 'full'",
+        2,
+        35,
+    ),
+    case("padding-decimal", "index i: 9, k: 3\npattern P[i, o, k] = conv(padding=1.5)\n", "padding must be an integer, not 1.5", 2, 35),
+    case(
+        "output-size-below-one",
+        "index i: 2, k: 5\npattern P[i, o, k] = conv()\n",
+        "the output size of 'P' would be -2; it must be at least 1",
+        2,
+        14,
+    ),
+    case(
+        "output-size-below-one-dilation",
+        "index i: 6, k: 3\npattern P[i, o, k] = conv(dilation=3)\n",
+        "the output size of 'P' would be 0; it must be at least 1",
+        2,
+        14,
+    ),
+    case(
+        "transpose-input-size-below-one",
+        "index o: 1, k: 1\npattern P[i, o, k] = conv(padding=2)\n",
+        "the input size of 'P' would be -3; it must be at least 1",
+        2,
+        11,
+    ),
+    case(
+        "pattern-sizes-disagree",
+        "index i: 9, o: 5, k: 3\npattern P[i, o, k] = conv()\n",
+        "pattern 'P' maps input size 9 with kernel 3 to output size 7, but 'o' has size 5",
+        2,
+        14,
+    ),
+    case(
+        "output-padding-not-below-stride",
+        "index o: 3, k: 3\npattern P[i, o, k] = conv(stride=2, output_padding=2)\n",
+        "output_padding must be smaller than the stride (2), got 2",
+        2,
+        37,
+    ),
+    case(
+        "output-padding-negative",
+        "index o: 3, k: 3\npattern P[i, o, k] = conv(stride=2, output_padding=-1)\n",
+        "output_padding must be at least 0, got -1",
+        2,
+        37,
+    ),
+    case(
+        "pattern-two-legs",
+        "index i: 9, k: 3\npattern P[i, o] = conv()\n",
+        "pattern 'P' needs exactly three plain legs [input, output, kernel], got 2",
+        2,
+        9,
+    ),
+    case(
+        "pattern-four-legs",
+        "index i: 9, k: 3\npattern P[i, o, k, q] = conv()\n",
+        "pattern 'P' needs exactly three plain legs [input, output, kernel], got 4",
+        2,
+        9,
+    ),
+    case(
+        "pattern-grouped-leg",
+        "index i: 9, k: 3\npattern P[(i o), k, q] = conv()\n",
+        "the legs of pattern 'P' cannot be grouped",
+        2,
+        11,
+    ),
+    case(
+        "unknown-pattern-function",
+        "index i: 9, k: 3\npattern P[i, o, k] = pool(stride=2)\n",
+        "unknown index pattern 'pool'; the only pattern is conv(...)",
+        2,
+        22,
+    ),
+    case(
+        "free-size-as-stride",
+        "size S\nindex i: 9, k: 3\npattern P[i, o, k] = conv(stride=S)\n",
+        "stride needs a concrete integer, but size S is free; bind it with 'size S = ...'",
+        3,
+        34,
+    ),
+    case(
+        "free-size-as-padding",
+        "size S\nindex i: 9, k: 3\npattern P[i, o, k] = conv(padding=(S, 1))\n",
+        "padding needs a concrete integer, but size S is free",
+        3,
+        36,
+    ),
+    # ------------------------------------------------- code generation errors
+    case(
+        "torch-free-size-not-readable",
+        "size N\nindex i: 3\ninput X[i]\nY[i] = (1/N) * X[i]\n",
+        "size 'N' is free and cannot be read from the shapes of Y's inputs (X); bind it with --size N=VALUE",
+        1,
+        6,
+        args=("compile", "--target", "torch"),
+    ),
+    case(
+        "torch-free-size-squared",
+        "size N\nindex a: N, b: N\ninput X[(a b)]\nY[a, b] = X[(a b)]\n",
+        "size 'N' is free and cannot be read from the shapes of Y's inputs (X)",
+        1,
+        6,
+        args=("compile", "--target", "torch"),
+    ),
+    case(
+        "torch-nothing-to-compile",
+        "index i: 3\ninput X[i]\n",
+        "nothing to compile: the file defines no output tensor",
+        1,
+        1,
+        args=("compile", "--target", "torch"),
+    ),
+    case(
+        "size-option-for-bound-size",
+        "size N = 2\nindex i: N\ninput X[i]\nY[i] = X[i]\n",
+        "size 'N' is bound in the file; --size can only bind a free size",
+        1,
+        6,
+        args=("check", "--size", "N=4"),
+    ),
+]
+
+
+@pytest.mark.parametrize("source, message, line, column, note, args", CASES)
+def test_positioned_error(tmp_path, capsys, source, message, line, column, note, args):
+    status, out, err, path = run_cli(tmp_path, capsys, source, *args)
+    assert status == 1, err
+    assert out == ""
+    assert "Traceback" not in err
+    first = err.split("\n", 1)[0]
+    assert first.startswith(f"{path}:{line}:{column}: error: "), first
+    assert message in first, first
+    reported = parse_diagnostics(err, path)
+    assert reported[0].kind == "error"
+    for diagnostic in reported:
+        check_excerpt(source, diagnostic)
+    if note is not None:
+        note_message, note_line, note_column = note
+        notes = [r for r in reported if r.kind == "note"]
+        assert notes, err
+        assert (notes[0].line, notes[0].column) == (note_line, note_column), err
+        assert note_message in notes[0].message, err
+        # the note follows its error directly
+        assert reported[1].kind == "note"
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        pytest.param("index i: 9, k: 3\npattern P[i, o, k] = conv(stride=0)\ninput X[i]\nY[o] = X[i] * P[i, o, k]\n", id="bad-pattern-used"),
+        pytest.param("index i: 9, k: 3\npattern P[i, o] = conv()\ninput X[i]\nY[o] = X[i] * P[i, o]\n", id="pattern-legs-used"),
+        pytest.param("index i: M\ninput X[i]\nY[i] = X[i]\n", id="unknown-size-index-used"),
+        pytest.param("index i: 2, k: 5\npattern P[i, o, k] = conv()\ninput X[i]\nY[o] = X[i] * P[i, o, k]\n", id="output-too-small-used"),
+        pytest.param("size G = 2, C = 3\nindex g: G, c: C\ninput X[(g c), a]\nY[a, b] = X[(a b)]\n", id="wrong-legs-grouped"),
+        pytest.param("Y[i] = Z[i]\n", id="unknown-tensor-legs"),
+    ],
+)
+def test_one_mistake_one_error(tmp_path, capsys, source):
+    """A mistake is reported once; its consequences (unknown sizes, unknown names) are not."""
+    status, _, err, path = run_cli(tmp_path, capsys, source)
+    assert status == 1
+    assert len([r for r in parse_diagnostics(err, path) if r.kind == "error"]) == 1, err
+
+
+def test_several_errors_all_reported_in_order(tmp_path, capsys):
+    source = (
+        "size N = 2\n"
+        "size N = 3\n"  # 2:6 duplicate size
+        "index i: M\n"  # 3:10 unknown size
+        "input X[i]\n"
+        "pattern P[i, o, k] = conv(stride=0)\n"  # 5:27 bad stride
+        "Y[i] = X[i] * Q[i]\n"  # 6:15 unknown tensor
+        "Z[i] = X[i] / X[i]\n"  # 7:15 divide by a tensor
+    )
+    status, _, err, path = run_cli(tmp_path, capsys, source)
+    assert status == 1
+    assert "Traceback" not in err
+    reported = parse_diagnostics(err, path)
+    errors = [(r.line, r.column) for r in reported if r.kind == "error"]
+    assert errors == [(2, 6), (3, 10), (5, 27), (6, 15), (7, 15)], err
+    messages = [r.message for r in reported if r.kind == "error"]
+    assert "declared twice" in messages[0]
+    assert "unknown size 'M'" in messages[1]
+    assert "stride must be at least 1" in messages[2]
+    assert "unknown tensor 'Q'" in messages[3]
+    assert "cannot divide by a tensor" in messages[4]
+    for diagnostic in reported:
+        check_excerpt(source, diagnostic)
+
+
+def test_error_in_compile_einsum(tmp_path, capsys):
+    status, out, err, path = run_cli(tmp_path, capsys, "index i: 3\ninput X[i]\nY[i] = Z[i]\n", "compile", "--target", "einsum")
+    assert (status, out) == (1, "")
+    assert err.startswith(f"{path}:3:8: error: unknown tensor 'Z'")
+
+
+def test_tabs_keep_the_caret_under_the_column(tmp_path, capsys):
+    source = "index i: 3\ninput X[i]\nY[i] =\tZ[i]\n"
+    status, _, err, path = run_cli(tmp_path, capsys, source)
+    assert status == 1
+    (reported,) = parse_diagnostics(err, path)
+    assert (reported.line, reported.column) == (3, 8)
+    assert reported.excerpt == "    Y[i] = Z[i]"
+    assert reported.caret == "    " + " " * 7 + "^"
+
+
+def test_error_from_standard_input(capsys, monkeypatch):
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("index i: 3\ninput X[i]\nY[i] = Z[i]\n"))
+    status = main(["check", "-"])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert err.startswith("<stdin>:3:8: error: unknown tensor 'Z'\n    Y[i] = Z[i]\n           ^\n")
+
+
+# ------------------------------------------------------------------ usage errors
+def test_size_option_for_undeclared_size_is_a_usage_error(tmp_path, capsys):
+    status, out, err, _ = run_cli(tmp_path, capsys, "size N\nindex i: N\ninput X[i]\nY[i] = X[i]\n", "compile", "--target", "torch", "--size", "M=4")
+    assert status == 2
+    assert out == ""
+    assert "declares no size 'M'" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("binding", ["N", "N=", "N=0", "N=-3", "N=x", "=4"])
+def test_malformed_size_option_is_a_usage_error(tmp_path, capsys, binding):
+    status, _, err, _ = run_cli(tmp_path, capsys, "size N\nindex i: N\ninput X[i]\nY[i] = X[i]\n", "check", "--size", binding)
+    assert status == 2
+    assert "NAME=POSITIVE_INTEGER" in err
+
+
+def test_missing_target_is_a_usage_error(tmp_path, capsys):
+    status, _, err, _ = run_cli(tmp_path, capsys, "index i: 3\ninput X[i]\nY[i] = X[i]\n", "compile")
+    assert status == 2
+    assert "--target" in err
+
+
+def test_missing_file(tmp_path, capsys):
+    missing = tmp_path / "no-such-file.tn"
+    status = main(["check", str(missing)])
+    captured = capsys.readouterr()
+    assert status == 1
+    assert captured.out == ""
+    assert captured.err.startswith(f"{missing}: error: cannot read the file")
+    assert "No such file" in captured.err
+    assert "Traceback" not in captured.err
+
+
+def test_directory_instead_of_file(tmp_path, capsys):
+    status = main(["compile", str(tmp_path), "--target", "einsum"])
+    captured = capsys.readouterr()
+    assert status == 1
+    assert captured.err.startswith(f"{tmp_path}: error: cannot read the file")
+
+
+def test_file_that_is_not_utf8(tmp_path, capsys):
+    path = tmp_path / "latin1.tn"
+    path.write_bytes(b"# caf\xe9\nindex i: 3\n")
+    status = main(["check", str(path)])
+    captured = capsys.readouterr()
+    assert status == 1
+    assert captured.err.startswith(f"{path}: error: cannot read the file")
+    assert "Traceback" not in captured.err
+
+
+# ------------------------------------------------------- the real command line
+def run_tnc(*args: str, stdin: str | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env.pop("TNC_DEBUG", None)
+    return subprocess.run(
+        [sys.executable, "-m", "tnc", *args], input=stdin, capture_output=True, text=True, env=env, cwd=cwd or ROOT, timeout=120
+    )
+
+
+def test_subprocess_syntax_error(tmp_path):
+    path = tmp_path / "broken.tn"
+    path.write_text("size N\nindex n N\n", encoding="utf-8")
+    result = run_tnc("check", str(path))
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr == f"{path}:2:9: error: unexpected 'N'; expected ':'\n    index n N\n            ^\n"
+
+
+def test_subprocess_conflict_with_note_from_stdin():
+    source = "index i: 3, j: 4\ninput X[i]\ninput W[j]\nY[a] = X[a] * W[a]\n"
+    result = run_tnc("compile", "-", "--target", "torch", stdin=source)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr == (
+        "<stdin>:4:17: error: conflicting sizes for index 'a': 4 here (leg 'j' of 'W'), but 3 elsewhere\n"
+        "    Y[a] = X[a] * W[a]\n"
+        "                    ^\n"
+        "<stdin>:4:10: note: size 3 comes from here (leg 'i' of 'X')\n"
+        "    Y[a] = X[a] * W[a]\n"
+        "             ^\n"
+    )
+
+
+def test_subprocess_usage_and_missing_file(tmp_path):
+    usage = run_tnc("check", "examples/conv2d.tn", "--size", "Q=3")
+    assert usage.returncode == 2
+    assert "declares no size 'Q'" in usage.stderr
+    assert "Traceback" not in usage.stderr
+    missing = run_tnc("check", str(tmp_path / "gone.tn"))
+    assert missing.returncode == 1
+    assert "cannot read the file" in missing.stderr
+    assert "Traceback" not in missing.stderr

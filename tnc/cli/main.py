@@ -32,6 +32,16 @@ def build_parser() -> argparse.ArgumentParser:
     compile_.add_argument("--format", choices=["text", "json"], default="text", help="einsum target only")
     compile_.add_argument("-o", "--output", metavar="OUT", help="write here (atomically) instead of standard output")
     compile_.add_argument("--size", action="append", type=_size_binding, default=[], metavar="N=VALUE", help="bind a free size")
+
+    derive = commands.add_parser("derive", help="differentiate a network: Jacobian, VJP or JVP, as a .tn file")
+    derive.add_argument("file", metavar="FILE", help="a .tn file, or - for standard input")
+    derive.add_argument("--wrt", required=True, metavar="A", help="the input or param to differentiate with respect to")
+    derive.add_argument("--of", metavar="T", help="the tensor to differentiate (default: the file's single output)")
+    seeds = derive.add_mutually_exclusive_group()
+    seeds.add_argument("--vjp", metavar="V", help="contract with the seed V over T's legs (a gradient)")
+    seeds.add_argument("--jvp", metavar="U", help="contract with the tangent U over A's legs")
+    derive.add_argument("-o", "--output", metavar="OUT", help="write here (atomically) instead of standard output")
+    derive.add_argument("--size", action="append", type=_size_binding, default=[], metavar="N=VALUE", help="bind a free size")
     return parser
 
 
@@ -52,6 +62,17 @@ def run(args: argparse.Namespace) -> None:
         from tnc.report import describe
 
         write_output(describe(program), None)
+    elif args.command == "derive":
+        from tnc.codegen.tn import to_tn
+        from tnc.passes.derive import DerivativeError, derive_program
+
+        try:
+            name = derive_program(program, args.wrt, args.of, args.vjp, args.jvp)
+        except DerivativeError as error:
+            raise UsageError(str(error)) from None
+        what = f"vjp with seed {args.vjp}" if args.vjp else f"jvp with tangent {args.jvp}" if args.jvp else "Jacobian"
+        header = f"{name}: the {what} of {args.of or 'the output'} with respect to {args.wrt}, derived by tnc from {program.source.name}"
+        write_output(to_tn(program, header), args.output)
     elif args.target == "einsum":
         from tnc.codegen.einsum import to_json, to_text
 

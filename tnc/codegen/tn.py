@@ -44,7 +44,13 @@ def to_tn(program: Program, header: str | None = None) -> str:
     for name, symbol in program.symbols.items():
         value = program.bindings.get(symbol)
         lines.append(f"size {name}" if value is None else f"size {name} = {scalar_text(value)}")
-    indices = [(n, s) for n, s in program.index_sizes.items() if _printable(s)]
+    used: dict[str, None] = {}  # in order of first appearance in the printed file
+    for name, tensor in program.tensors.items():
+        network = program.definitions.get(name)
+        used.update(dict.fromkeys(network.legs if network else tensor.legs))
+        for term in network.terms if network else ():
+            used.update(dict.fromkeys(leg for factor in term.product for leg in factor.legs))
+    indices = [(n, program.index_sizes[n]) for n in used if _printable(program.index_sizes[n])]
     for start in range(0, len(indices), 8):
         chunk = indices[start : start + 8]
         lines.append("index " + ", ".join(f"{n}: {scalar_text(s)}" for n, s in chunk))

@@ -19,7 +19,7 @@ from tnc.ir.pattern import ConvPattern
 from tnc.ir.program import Program, Tensor
 from tnc.passes.deltas import DELTA
 from tnc.passes.derive import DerivativeError, jacobian, jvp, vjp
-from tnc.passes.fresh import primed
+from tnc.passes.fresh import primed, tidy
 
 PATTERN_ARGUMENTS = ("stride", "padding", "dilation", "output_padding")
 
@@ -144,6 +144,7 @@ class Checker:
         self.broken: set[str] = set()  # patterns whose declaration was reported as invalid
         self.current: str | None = None  # the tensor whose equation is being checked
         self.names_in_file: set[str] = set()  # every index name written anywhere (fresh names avoid them)
+        self.copy_of: dict[str, str] = {}  # a fresh index -> the written index it copies
 
     def error(self, span: Span, message: str, *notes: Note) -> None:
         self.errors.append(Diagnostic(span, message, tuple(notes)))
@@ -469,9 +470,14 @@ class Checker:
         """A new index name, primed from ``base``, used nowhere in the file."""
         name = primed(base, self.names_in_file)
         self.names_in_file.add(name)
+        self.copy_of[name] = self.copy_of.get(base, base)
         self.unifier.use(name, self.call_span)
         self.unifier.join(name, self.call_span, base, "the variable")  # a copy of a leg has its size
         return name
+
+    def same_index_family(self, a: str, b: str) -> bool:
+        """Whether two index names are copies of one written index (and so of one size)."""
+        return self.copy_of.get(a, a) == self.copy_of.get(b, b)
 
     def derivative(self, eq: ast.Equation) -> None:
         """``J[...] = grad(T, A)`` and friends: derive, then name the result legs as on the left."""
@@ -493,8 +499,17 @@ class Checker:
         for mine, theirs in zip(network.axes, eq.axes):
             if len(mine) == len(theirs.names):
                 mapping.update(zip(mine, (leg.text for leg in theirs.names)))
+        used = user | {leg for t in network.terms for leg in t.product.indices()} | set(network.legs)
+        for mine, theirs in zip(network.axes, eq.axes):  # legs the left side does not name: plainest copy
+            for leg in mine if len(mine) != len(theirs.names) else ():
+                plain = leg.rstrip("'")
+                while plain != leg and (plain in used or not self.same_index_family(plain, leg)):
+                    plain += "'"
+                mapping[leg] = plain
+                used.add(plain)
         axes = tuple(tuple(mapping.get(leg, leg) for leg in axis) for axis in network.axes)
         network = Network(axes, [Term(t.coefficient, t.product.renamed(mapping)) for t in network.terms])
+        network = tidy(network, self.same_index_family, user)
         tensor = self.declare_tensor(eq.name, Kind.DEFINED, eq.axes, eq.span)
         if tensor is None:
             return

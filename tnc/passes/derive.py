@@ -78,7 +78,7 @@ def derive_program(program: Program, wrt: str, of: str | None = None, vjp_seed: 
     Returns the new tensor's name: ``dY_dW``, ``vjp_Y_W`` or ``jvp_Y_W``.
     """
     from tnc.ir.program import Tensor  # local: program.py imports nothing from passes
-    from tnc.passes.fresh import program_fresh
+    from tnc.passes.fresh import program_fresh, tidy
 
     if of is None:
         if len(program.outputs) != 1:
@@ -105,6 +105,8 @@ def derive_program(program: Program, wrt: str, of: str | None = None, vjp_seed: 
     base, number = name, 2
     while name in program.tensors:
         name, number = f"{base}_{number}", number + 1
+    sizes = program.index_sizes
+    result = tidy(result, lambda a, b: a in sizes and sizes[a] == sizes[b])
     program.tensors[name] = Tensor(name, Kind.DEFINED, result.axes)
     program.definitions[name] = result
     program.outputs = [name]

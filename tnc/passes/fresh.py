@@ -26,3 +26,28 @@ def program_fresh(program) -> Fresh:
         return name
 
     return fresh
+
+
+def tidy(network, interchangeable: Callable[[str, str], bool], fixed: Iterable[str] = ()):
+    """Rename each term's summed legs to the plainest free name they may take (``c'''`` to ``c``).
+
+    A summed leg is local to its term, so any name that the term does not use and that
+    ``interchangeable`` accepts (same size) will do; result legs and ``fixed`` legs keep theirs.
+    """
+    from tnc.ir.network import Network, Term
+
+    keep = set(network.legs) | set(fixed)
+    terms = []
+    for term in network.terms:
+        summed = sorted(term.product.indices() - keep, key=lambda leg: (leg.rstrip("'"), len(leg)))
+        taken = keep | set(summed)
+        mapping: dict[str, str] = {}
+        for leg in summed:
+            taken.discard(leg)
+            candidate = leg.rstrip("'")
+            while candidate != leg and (candidate in taken or not interchangeable(candidate, leg)):
+                candidate += "'"
+            mapping[leg] = candidate
+            taken.add(candidate)
+        terms.append(Term(term.coefficient, term.product.renamed(mapping)))
+    return Network(network.axes, terms)

@@ -214,7 +214,7 @@ def test_param_with_free_size_is_a_constructor_argument():
     torch.testing.assert_close(namespace["Y"](X=x, W=module.W), module.W @ x, **TOLERANCE)
 
 
-@pytest.mark.xfail(reason="codegen bug: forward reads a free size from the param as `W.shape[0]`, not `self.W.shape[0]` (NameError)")
+
 def test_forward_reads_a_free_size_from_a_param():
     namespace = load(torch_source(FREE_PARAM, "free"))
     module = namespace["Free"](N=4).double()
@@ -470,7 +470,7 @@ def test_primed_tensor_names():
     torch.testing.assert_close(public[0](x), x.sum(0), **TOLERANCE)
 
 
-@pytest.mark.xfail(reason="codegen bug: the nn.Module class takes its name from the file stem and can replace an output function of the same name")
+
 def test_class_name_does_not_replace_an_output_function():
     text = "index i: 3\ninput X[i]\noutput Y[i] = 2 * X[i]\n"
     namespace = load(torch_source(text, "y"))  # stem "y": the class would be called Y
@@ -482,7 +482,7 @@ def test_class_name_does_not_replace_an_output_function():
     assert len(classes) == 1
 
 
-@pytest.mark.xfail(reason="codegen renames tensor arguments that shadow builtins (sum -> sum_), so they cannot be passed by their .tn name")
+
 def test_builtin_named_inputs_are_callable_by_keyword():
     text = "index i: 3\ninput sum[i]\ninput max[i]\noutput Y[i] = sum[i] * max[i]\n"
     namespace = load(torch_source(text, "kw"))

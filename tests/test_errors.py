@@ -461,6 +461,14 @@ def test_positioned_error(tmp_path, capsys, source, message, line, column, note,
         pytest.param("index i: 2, k: 5\npattern P[i, o, k] = conv()\ninput X[i]\nY[o] = X[i] * P[i, o, k]\n", id="output-too-small-used"),
         pytest.param("size G = 2, C = 3\nindex g: G, c: C\ninput X[(g c), a]\nY[a, b] = X[(a b)]\n", id="wrong-legs-grouped"),
         pytest.param("Y[i] = Z[i]\n", id="unknown-tensor-legs"),
+        pytest.param(
+            "index i: 3, j: 4\ninput X[i, j]\nparam W[j]\nY[i] = X[i, j] * W[j]\nJ[i, j'] = grad(Y, Q)\nK[i, j'] = J[i, j'] * X[i, j']\n",
+            id="derivative-of-unknown-tensor",
+        ),
+        pytest.param(
+            "index i: 3, j: 4\ninput X[i, j]\nparam W[j]\nY[i] = X[i, j] * W[j]\nJ[i] = grad(Y, W)\nK[i] = 2 * J[i]\n",
+            id="derivative-with-too-few-legs",
+        ),
     ],
 )
 def test_one_mistake_one_error(tmp_path, capsys, source):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import builtins
 import keyword
 import string
 from typing import Iterable
@@ -30,9 +29,9 @@ def einsum_letters(legs: Iterable[str]) -> dict[str, str]:
 class Namer:
     """Maps names from a ``.tn`` file to unique Python identifiers that shadow nothing needed."""
 
-    RESERVED = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(dir(builtins)) | {
-        "torch", "functools", "math", "self", "super",
-    }
+    # Keywords, and the names generated code refers to at module level (builtins are fine as
+    # parameter names, so an input called ``sum`` stays callable as ``sum=...``).
+    RESERVED = frozenset(keyword.kwlist) | {"torch", "functools", "self", "super", "tuple", "int", "ValueError"}
 
     def __init__(self, reserved: Iterable[str] = ()) -> None:
         self.taken = set(self.RESERVED) | set(reserved)

@@ -86,13 +86,18 @@ class TorchGenerator:
     def __init__(self, program: Program, stem: str = "network") -> None:
         self.program = program
         self.stem = stem
-        self.namer = Namer(MODULE_ATTRIBUTES | {"Module"})
+        self.namer = Namer({"Module"})
         self.free = program.free_symbols()
         self.lines: list[str] = []
 
     # ------------------------------------------------------------ helpers
     def py(self, name: str) -> str:
         return self.namer("tensor", name)
+
+    def attr(self, name: str) -> str:
+        """The attribute of the generated nn.Module that holds a param or pattern."""
+        base = self.py(name)
+        return self.namer("attr", name) if base in MODULE_ATTRIBUTES else base
 
     def size_name(self, symbol: sympy.Symbol) -> str:
         return self.namer("size", str(symbol))
@@ -117,8 +122,10 @@ class TorchGenerator:
                 found |= self.program.size(leg).free_symbols
         return found
 
-    def resolve_sizes(self, owner: str, args: list[str], needed: set[sympy.Symbol]) -> list[str]:
-        """Statements that read every needed free size from the shapes of ``args``."""
+    def resolve_sizes(self, owner: str, args: list[str], needed: set[sympy.Symbol], prefix: dict[str, str] | None = None) -> list[str]:
+        """Statements that read every needed free size from the shapes of ``args`` (``prefix``
+        maps a tensor to the expression that holds it, ``self.W`` for a param in ``forward``)."""
+        prefix = prefix or {}
         lines, known = [], set()
         progress = True
         while needed - known and progress:
@@ -134,7 +141,7 @@ class TorchGenerator:
                     rest = sympy.simplify(size / symbol)
                     if symbol in rest.free_symbols or not (rest.is_Mul or rest.is_Symbol or rest.is_Integer):
                         continue
-                    read = f"{self.py(arg)}.shape[{position}]"
+                    read = f"{prefix.get(arg, self.py(arg))}.shape[{position}]"
                     value = read if rest == 1 else f"{read} // {self.expr_atom(rest)}"
                     lines.append(f"{self.size_name(symbol)} = {value}")
                     known.add(symbol)
@@ -336,7 +343,7 @@ class TorchGenerator:
         patterns = [t for t in patterns if t.name in used]
         init_sizes = sorted(self.symbols_in([p.name for p in params]), key=str)
         out = self.lines.append
-        name = class_name(self.stem)
+        name = self.namer("class", class_name(self.stem))
         returns = ", ".join(program.outputs)
         out("")
         out("")
@@ -350,10 +357,10 @@ class TorchGenerator:
         out(f"    def __init__(self{', *' if init_sizes else ''}{init_args}) -> None:")
         out("        super().__init__()")
         for p in params:
-            out(f"        self.{self.py(p.name)} = torch.nn.Parameter(torch.empty{self.shape(p.axes)})")
+            out(f"        self.{self.attr(p.name)} = torch.nn.Parameter(torch.empty{self.shape(p.axes)})")
         for p in patterns:
             if self.is_concrete_pattern(p):
-                out(f'        self.register_buffer("{self.py(p.name)}", {self.pattern_call(p, "None", "torch.get_default_dtype()")}.clone(), persistent=False)')
+                out(f'        self.register_buffer("{self.attr(p.name)}", {self.pattern_call(p, "None", "torch.get_default_dtype()")}.clone(), persistent=False)')
         out("        self.reset_parameters()")
         out("")
         out("    def reset_parameters(self) -> None:")
@@ -362,21 +369,21 @@ class TorchGenerator:
             out("        pass")
         for p in params:
             fan_in = prod((self.program.axis_size(a) for a in p.axes[1:]), start=sympy.Integer(1))
-            out(f"        torch.nn.init.normal_(self.{self.py(p.name)}, std={self.expr_atom(fan_in)} ** -0.5)")
+            out(f"        torch.nn.init.normal_(self.{self.attr(p.name)}, std={self.expr_atom(fan_in)} ** -0.5)")
         out("")
         signature = ", ".join(f"{self.py(t.name)}: torch.Tensor" for t in inputs)
         out(f"    def forward(self{', ' if inputs else ''}{signature}):")
         needed = set().union(*(set(self.eval_sizes(n)) for n in order)) if order else set()
         needed |= self.symbols_in([p.name for p in patterns if not self.is_concrete_pattern(p)])
-        for line in self.resolve_sizes("forward", [t.name for t in inputs] + [p.name for p in params], needed):
+        prefix = {p.name: f"self.{self.attr(p.name)}" for p in params}
+        for line in self.resolve_sizes("forward", [t.name for t in inputs] + [p.name for p in params], needed, prefix):
             out(f"        {line}")
-        prefix = {p.name: f"self.{self.py(p.name)}" for p in params}
         anchor = inputs[0].name if inputs else params[0].name if params else None
         device = f"{prefix.get(anchor, self.py(anchor))}.device" if anchor else "None"
         dtype = f"{prefix.get(anchor, self.py(anchor))}.dtype" if anchor else "torch.get_default_dtype()"
         for p in patterns:
             if self.is_concrete_pattern(p):
-                prefix[p.name] = f"self.{self.py(p.name)}"
+                prefix[p.name] = f"self.{self.attr(p.name)}"
             else:
                 out(f"        {self.py(p.name)} = {self.pattern_call(p, device, dtype)}")
         self.emit_calls(order, indent="        ", prefix=prefix)

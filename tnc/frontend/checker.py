@@ -483,15 +483,16 @@ class Checker:
         """``J[...] = grad(T, A)`` and friends: derive, then name the result legs as on the left."""
         self.call_span = eq.rhs.span
         network = self.call_network(eq.rhs)
-        if network is None:
+        if network is None or len(eq.axes) != len(network.axes):
+            if network is not None:
+                self.error(
+                    eq.name.span,
+                    f"{_call_text(eq.rhs)} has {len(network.axes)} result legs ({_axes_text(network.axes)}), "
+                    f"but the left side gives {len(eq.axes)}",
+                )
+            # Declared, so later uses are not unknown; its legs' sizes are not reported again.
             self.declare_tensor(eq.name, Kind.DEFINED, eq.axes, eq.span)
-            return
-        if len(eq.axes) != len(network.axes):
-            self.error(
-                eq.name.span,
-                f"{_call_text(eq.rhs)} has {len(network.axes)} result legs ({_axes_text(network.axes)}), "
-                f"but the left side gives {len(eq.axes)}",
-            )
+            self.unifier.failed.update(leg.text for axis in eq.axes for leg in axis.names)
             return
         user = {leg.text for axis in eq.axes for leg in axis.names}
         internal = network.terms and set().union(*(t.product.indices() for t in network.terms)) - set(network.legs)

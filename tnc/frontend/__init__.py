@@ -6,6 +6,7 @@ from tnc.errors import Source
 from tnc.frontend.checker import check
 from tnc.frontend.parser import parse
 from tnc.ir.program import Program
+from tnc.ir.validate import validate
 
 
 def compile_source(text: str, name: str = "<string>", sizes: dict[str, int] | None = None) -> Program:
@@ -14,4 +15,4 @@ def compile_source(text: str, name: str = "<string>", sizes: dict[str, int] | No
     ``sizes`` binds free sizes by name, as ``--size N=32`` does on the command line.
     """
     source = Source(name, text)
-    return check(parse(source), source, sizes)
+    return validate(check(parse(source), source, sizes))

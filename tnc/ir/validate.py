@@ -29,8 +29,10 @@ def validate(program: Program) -> Program:
         network = program.definitions.get(name)
         if network is None:
             continue
-        if network.axes != tensor.axes:
-            problems.append(f"{name}: its network's result legs differ from the tensor's legs")
+        if len(network.axes) != len(tensor.axes) or not all(
+            _same(program, program.axis_size(mine), program.axis_size(theirs)) for mine, theirs in zip(network.axes, tensor.axes)
+        ):
+            problems.append(f"{name}: its network's result axes differ in number or size from the tensor's")
         if len(set(network.legs)) != len(network.legs):
             problems.append(f"{name}: a result leg is repeated")
         for number, term in enumerate(network.terms, start=1):

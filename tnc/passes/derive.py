@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from tnc.ir.network import Axes, Factor, Kind, Network, Product, Term, flatten
 from tnc.ir.program import Program
+from tnc.ir.validate import validate
 from tnc.passes.deltas import delta, eliminate_deltas
 from tnc.passes.expand import ExpansionError, expand
 from tnc.passes.fresh import Fresh
@@ -110,6 +111,7 @@ def derive_program(program: Program, wrt: str, of: str | None = None, vjp_seed: 
     program.tensors[name] = Tensor(name, Kind.DEFINED, result.axes)
     program.definitions[name] = result
     program.outputs = [name]
+    validate(program)
     return name
 
 

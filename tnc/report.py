@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from tnc.ir.network import Axes, Kind
+from tnc.codegen.tn import axes_text
+from tnc.ir.network import Kind
 from tnc.ir.program import Program
-
-
-def _axes(axes: Axes) -> str:
-    return ", ".join(axis[0] if len(axis) == 1 else f"({' '.join(axis)})" for axis in axes)
 
 
 def describe(program: Program) -> str:
@@ -24,7 +21,7 @@ def describe(program: Program) -> str:
         kind = tensor.kind.value
         if tensor.kind is Kind.DEFINED:
             kind = "output" if name in program.outputs else "defined"
-        legs = f"{name}[{_axes(tensor.axes)}]"
+        legs = f"{name}[{axes_text(tensor.axes)}]"
         if tensor.pattern is not None:
             legs += f" = {tensor.pattern.arguments()}"
         shape = "[" + ", ".join(str(program.axis_size(axis)) for axis in tensor.axes) + "]"

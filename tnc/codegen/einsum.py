@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 import sympy
 
 from tnc.codegen.names import einsum_letters
+from tnc.codegen.tn import axes_text
 from tnc.ir.network import Axes, Kind
 from tnc.ir.program import Program
 
@@ -44,10 +45,6 @@ def _sizes(program: Program, axes: Axes) -> list[str]:
 
 def _grouped(axes: Axes) -> bool:
     return any(len(axis) != 1 for axis in axes)
-
-
-def _show_axes(axes: Axes) -> str:
-    return ", ".join(axis[0] if len(axis) == 1 else f"({' '.join(axis)})" for axis in axes)
 
 
 def einsum_outputs(program: Program) -> list[EinsumOutput]:
@@ -112,18 +109,20 @@ def to_text(program: Program) -> str:
     for output in einsum_outputs(program):
         axes = tuple(tuple(a) for a in output.axes)
         role = "intermediate" if output.intermediate else "output"
-        lines.append(f"# {role} {output.name}[{_show_axes(axes)}]")
+        lines.append(f"# {role} {output.name}[{axes_text(axes)}]")
         views = []
         for term in output.terms:
             for op in term.operands:
                 op_axes = tuple(tuple(a) for a in op.axes)
-                note = f"{op.name}[{_show_axes(op_axes)}] as [{', '.join(op.view)}]"
+                note = f"{op.name}[{axes_text(op_axes)}] as [{', '.join(op.view)}]"
                 if _grouped(op_axes) and note not in views:
                     views.append(note)
         if _grouped(axes):
-            views.append(f"the result [{', '.join(_sizes(program, axes))}] flattened to {output.name}[{_show_axes(axes)}]")
+            views.append(f"the result [{', '.join(_sizes(program, axes))}] flattened to {output.name}[{axes_text(axes)}]")
         if views:
             lines.append("# views: " + "; ".join(views))
+        if not output.terms:
+            lines.append(f"{output.name} = zeros([{', '.join(_sizes(program, axes))}])")
         for position, term in enumerate(output.terms):
             call = f'einsum("{term.equation}", {", ".join(op.name for op in term.operands)})'
             # parse with the program's symbols: plain sympify reads N, S, I, E, O, Q as sympy objects

@@ -10,7 +10,6 @@ holds the params and the patterns as buffers and computes every output once per 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from math import prod
 
 import sympy
@@ -18,6 +17,7 @@ import sympy
 from tnc.codegen.names import Namer
 from tnc.codegen.plan import plan
 from tnc.codegen.pyexpr import pyexpr
+from tnc.codegen.tn import axes_text, network_text
 from tnc.errors import Diagnostic, Span, TncError
 from tnc.ir.network import Axes, Factor, Kind
 from tnc.ir.program import Program, Tensor
@@ -50,36 +50,16 @@ def _expect(name: str, tensor: torch.Tensor, shape: tuple) -> None:
 '''
 
 
-def _show_axes(axes: Axes) -> str:
-    return ", ".join(axis[0] if len(axis) == 1 else f"({' '.join(axis)})" for axis in axes)
-
-
 def equation_text(program: Program, name: str) -> str:
     """The defining equation of ``name`` as it reads in a ``.tn`` file."""
     network = program.definitions[name]
-    parts = []
-    for position, term in enumerate(network.terms):
-        coefficient = term.coefficient
-        sign = " - " if coefficient.could_extract_minus_sign() else " + "
-        coefficient = -coefficient if coefficient.could_extract_minus_sign() else coefficient
-        factors = " * ".join(f"{f.tensor}[{_show_axes(f.axes)}]" for f in term.product)
-        scale = "" if coefficient == 1 else f"({coefficient}) * "
-        parts.append(("" if position == 0 and sign == " + " else sign.strip() + " " if position == 0 else sign) + scale + factors)
-    return f"{name}[{_show_axes(network.axes)}] = {''.join(parts)}"
+    return f"{name}[{axes_text(network.axes)}] = {network_text(network)}"
 
 
 def class_name(stem: str) -> str:
     words = re.findall(r"[A-Za-z0-9]+", stem)
     name = "".join(w[:1].upper() + w[1:] for w in words)
     return name if name and name[0].isalpha() else "Network"
-
-
-@dataclass
-class _Function:
-    """What a generated function needs: the tensors it takes and the free sizes it reads."""
-
-    args: list[str]
-    sizes: list[sympy.Symbol]
 
 
 class TorchGenerator:
@@ -307,7 +287,7 @@ class TorchGenerator:
         out(f"def {self.py(name)}({signature}) -> torch.Tensor:")
         out(f'    """{equation_text(self.program, name)}')
         out("")
-        out(f"    Returns a tensor of shape [{_show_axes(self.program.definitions[name].axes)}]; grouped legs are flattened.")
+        out(f"    Returns a tensor of shape [{axes_text(self.program.definitions[name].axes)}]; grouped legs are flattened.")
         out('    """')
         needed = self.symbols_in(args + self.program.defined_order(name))
         for order in self.program.defined_order(name):

@@ -174,7 +174,7 @@ class TorchGenerator:
         out("")
         out(f"def _eval_{self.py(name)}({params}) -> torch.Tensor:")
         out(f'    """{equation_text(self.program, name)}"""')
-        self.views: dict[tuple[str, Axes], str] = {}
+        self.views: dict[tuple[str, str], str] = {}
         self.temp = 0
         anchor = self.py(operands[0]) if operands else None
         results = [self.emit_term(number, term, network.legs, anchor) for number, term in enumerate(network.terms, start=1)]
@@ -205,10 +205,11 @@ class TorchGenerator:
         tensor = self.program.tensors[factor.tensor]
         if len(factor.legs) == len(tensor.axes):
             return self.py(factor.tensor)
-        key = (factor.tensor, factor.axes)
+        shape = self.shape(factor.axes, grouped=False)
+        key = (factor.tensor, shape)
         if key not in self.views:
             self.views[key] = f"_{self.py(factor.tensor)}{len(self.views)}"
-            self.lines.append(f"    {self.views[key]} = {self.py(factor.tensor)}.reshape{self.shape(factor.axes, grouped=False)}")
+            self.lines.append(f"    {self.views[key]} = {self.py(factor.tensor)}.reshape{shape}")
         return self.views[key]
 
     @staticmethod
@@ -250,7 +251,7 @@ class TorchGenerator:
             variables = [self.operand(f, anchor) for f in rest]
             sizes = {leg: self.planning_size(leg) for f in rest for leg in f.legs}
             contraction = plan([f.legs for f in rest], tuple(leg for leg in target if leg in carried), sizes)
-            path = ", ".join("(" + ", ".join(map(str, p)) + ")" for p in contraction.path())
+            path = ", ".join(str(p) for p in contraction.path())
             out(
                 f"    # term {number}: coefficient {term.coefficient}; path [{path}], "
                 f"{contraction.flops:,} FLOPs (one-shot einsum: {contraction.naive_flops:,})"

@@ -315,6 +315,7 @@ def test_json_format(capsys):
     assert patterns["P1"] == {
         "name": "P1",
         "legs": ["i1", "o1", "k1"],
+        "summed_over_outputs": False,
         "input_size": "9",
         "output_size": "5",
         "kernel_size": "3",

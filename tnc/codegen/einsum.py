@@ -13,15 +13,18 @@ import sympy
 
 from tnc.codegen.names import einsum_letters
 from tnc.codegen.tn import axes_text
-from tnc.ir.network import Axes, Kind
+from tnc.codegen.views import operand_view
+from tnc.ir.network import Axes, Factor, Kind
 from tnc.ir.program import Program
 
 
 @dataclass
 class Operand:
     name: str
-    axes: list[list[str]]  # the factor's legs, grouped as stored
+    axes: list[list[str]]  # the factor's legs, grouped as stored (a window lists its two legs)
     view: list[str]  # the size of each letter's axis
+    text: str  # the factor as written in .tn, e.g. X[n, (g c), 2*o1 + k1]
+    expression: str  # PyTorch code for the view with one axis per letter
 
 
 @dataclass
@@ -41,6 +44,14 @@ class EinsumOutput:
 
 def _sizes(program: Program, axes: Axes) -> list[str]:
     return [str(program.size(leg)) for axis in axes for leg in axis]
+
+
+def _expression(program: Program, factor: Factor) -> str:
+    if factor.kind is Kind.DELTA:
+        size = program.axis_size(factor.axes[0])
+        dims = ", ".join(str(program.size(leg)) for axis in factor.axes for leg in axis)
+        return f"torch.eye({size}).reshape({dims})"
+    return operand_view(program, factor, factor.tensor, str) or factor.tensor
 
 
 def _grouped(axes: Axes) -> bool:
@@ -63,7 +74,10 @@ def einsum_outputs(program: Program) -> list[EinsumOutput]:
             factors = term.product.factors
             inputs = ",".join("".join(letters[leg] for leg in f.legs) for f in factors)
             equation = f"{inputs}->{''.join(letters[leg] for leg in network.legs)}"
-            operands = [Operand(f.tensor, [list(a) for a in f.axes], _sizes(program, f.axes)) for f in factors]
+            operands = [
+                Operand(f.tensor, [list(a) for a in f.axes], _sizes(program, f.axes), f"{f.tensor}[{axes_text(f.axes)}]", _expression(program, f))
+                for f in factors
+            ]
             terms.append(EinsumTerm(str(program.concrete(term.coefficient)), equation, operands))
         result.append(EinsumOutput(name, [list(a) for a in network.axes], name not in program.outputs, terms))
     return result
@@ -74,15 +88,15 @@ def pattern_parameters(program: Program) -> list[dict[str, object]]:
     for name, tensor in program.tensors.items():
         if tensor.kind is not Kind.PATTERN:
             continue
-        (i,), (o,), (k,) = tensor.axes
-        kernel = program.size(k)
+        size_in, size_out, kernel = program.pattern_sizes(name)
         left, right = tensor.pattern.pads(kernel)
         rows.append(
             {
                 "name": name,
-                "legs": [i, o, k],
-                "input_size": str(program.size(i)),
-                "output_size": str(program.size(o)),
+                "legs": list(tensor.legs),
+                "summed_over_outputs": tensor.pattern.summed,
+                "input_size": str(size_in),
+                "output_size": str(size_out),
                 "kernel_size": str(kernel),
                 "stride": tensor.pattern.stride,
                 "padding": [str(left), str(right)],
@@ -113,9 +127,8 @@ def to_text(program: Program) -> str:
         views = []
         for term in output.terms:
             for op in term.operands:
-                op_axes = tuple(tuple(a) for a in op.axes)
-                note = f"{op.name}[{axes_text(op_axes)}] as [{', '.join(op.view)}]"
-                if _grouped(op_axes) and note not in views:
+                note = f"{op.text} = {op.expression}"
+                if op.expression != op.name and note not in views:
                     views.append(note)
         if _grouped(axes):
             views.append(f"the result [{', '.join(_sizes(program, axes))}] flattened to {output.name}[{axes_text(axes)}]")
@@ -136,6 +149,7 @@ def to_text(program: Program) -> str:
         lines.append(
             f"{row['name']} = conv(I={row['input_size']}, O={row['output_size']}, K={row['kernel_size']}, "
             f"stride={row['stride']}, padding=({row['padding'][0]}, {row['padding'][1]}), dilation={row['dilation']})"
+            + (".sum(o)  # summed over its output leg" if row["summed_over_outputs"] else "")
         )
     return "\n".join(lines).rstrip() + "\n"
 

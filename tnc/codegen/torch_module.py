@@ -18,6 +18,7 @@ from tnc.codegen.names import Namer
 from tnc.codegen.plan import plan
 from tnc.codegen.pyexpr import pyexpr
 from tnc.codegen.tn import axes_text, network_text
+from tnc.codegen.views import operand_view
 from tnc.errors import Diagnostic, Span, TncError
 from tnc.ir.network import Axes, Factor, Kind
 from tnc.ir.program import Program, Tensor
@@ -142,10 +143,10 @@ class TorchGenerator:
         return text if expr.is_Atom else f"({text})"
 
     def pattern_call(self, tensor: Tensor, device: str, dtype: str) -> str:
-        (i,), (o,), (k,) = tensor.axes
-        left, _ = tensor.pattern.pads(self.program.size(k))
-        sizes = ", ".join(self.expr(self.program.size(n)) for n in (i, o, k))
-        return f"_conv_pattern({sizes}, {tensor.pattern.stride}, {self.expr(left)}, {tensor.pattern.dilation}, {device}, {dtype})"
+        sizes = self.program.pattern_sizes(tensor.name)
+        left, _ = tensor.pattern.pads(sizes[2])
+        call = f"_conv_pattern({', '.join(self.expr(s) for s in sizes)}, {tensor.pattern.stride}, {self.expr(left)}, {tensor.pattern.dilation}, {device}, {dtype})"
+        return call + ".sum(1)" if tensor.pattern.summed else call
 
     def is_concrete_pattern(self, tensor: Tensor) -> bool:
         return all(not self.program.size(leg).free_symbols for leg in tensor.legs)
@@ -174,7 +175,7 @@ class TorchGenerator:
         out("")
         out(f"def _eval_{self.py(name)}({params}) -> torch.Tensor:")
         out(f'    """{equation_text(self.program, name)}"""')
-        self.views: dict[tuple[str, str], str] = {}
+        self.views: dict[str, str] = {}  # view expression -> the variable that holds it
         self.temp = 0
         anchor = self.py(operands[0]) if operands else None
         results = [self.emit_term(number, term, network.legs, anchor) for number, term in enumerate(network.terms, start=1)]
@@ -202,15 +203,13 @@ class TorchGenerator:
             grouped = any(len(axis) != 1 for axis in factor.axes)
             self.lines.append(f"    {variable} = {eye}{'.reshape' + self.shape(factor.axes, grouped=False) if grouped else ''}")
             return variable
-        tensor = self.program.tensors[factor.tensor]
-        if len(factor.legs) == len(tensor.axes):
+        view = operand_view(self.program, factor, self.py(factor.tensor), self.expr)
+        if view is None:
             return self.py(factor.tensor)
-        shape = self.shape(factor.axes, grouped=False)
-        key = (factor.tensor, shape)
-        if key not in self.views:
-            self.views[key] = f"_{self.py(factor.tensor)}{len(self.views)}"
-            self.lines.append(f"    {self.views[key]} = {self.py(factor.tensor)}.reshape{shape}")
-        return self.views[key]
+        if view not in self.views:
+            self.views[view] = f"_{self.py(factor.tensor)}{len(self.views)}"
+            self.lines.append(f"    {self.views[view]} = {view}")
+        return self.views[view]
 
     @staticmethod
     def split_deltas(factors: list[Factor], result_legs: tuple[str, ...]) -> tuple[list[tuple[str, str]], list[Factor]]:

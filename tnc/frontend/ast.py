@@ -51,6 +51,7 @@ class Axis:
     names: tuple[Name, ...]
     grouped: bool
     span: Span
+    window: tuple[int, int, int] | None = None  # (stride, dilation, padding) of ``S*o + D*k - P``
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import sympy
 
 from tnc.errors import Diagnostic, Note, Source, Span, TncError, UsageError
 from tnc.frontend import ast
-from tnc.ir.network import Factor, Kind, Network, Product, Term
+from tnc.ir.network import Factor, Kind, Network, Product, Term, Window
 from tnc.ir.pattern import ConvPattern
 from tnc.ir.program import Program, Tensor
 from tnc.passes.deltas import DELTA
@@ -260,6 +260,9 @@ class Checker:
             return None
         seen: dict[str, Span] = {}
         for axis in axes:
+            if axis.window:
+                self.error(axis.span, f"a window leg can only be read in a factor, not declared in '{name.text}[...]'")
+                return None
             for leg in axis.names:
                 if leg.text in seen:
                     self.error(leg.span, f"index '{leg.text}' appears twice in '{name.text}[...]'", Note(seen[leg.text], "first here"))
@@ -282,8 +285,12 @@ class Checker:
             self.error(grouped[0].span, f"the legs of pattern '{decl.name.text}' cannot be grouped; it needs three plain legs [input, output, kernel]")
             self.broken.add(decl.name.text)
             return
-        if len(decl.axes) != 3:
-            self.error(decl.name.span, f"pattern '{decl.name.text}' needs exactly three plain legs [input, output, kernel], got {len(decl.axes)}")
+        if len(decl.axes) not in (2, 3) or any(axis.window for axis in decl.axes):
+            self.error(
+                decl.name.span,
+                f"pattern '{decl.name.text}' needs three plain legs [input, output, kernel] "
+                f"(or two, [input, kernel], for the pattern summed over its outputs), got {len(decl.axes)}",
+            )
             self.broken.add(decl.name.text)
             return
         values: dict[str, object] = {}
@@ -304,6 +311,7 @@ class Checker:
             dilation=values.get("dilation", 1),
             padding=values.get("padding", (0, 0)),
             output_padding=values.get("output_padding", 0),
+            summed=len(decl.axes) == 2,
         )
         args = {a.name.text: a for a in decl.args}
         if pattern.padding == "same" and pattern.stride > 1:
@@ -451,8 +459,21 @@ class Checker:
         for axis, declared in zip(item.axes, tensor.axes):
             for leg in axis.names:
                 self.unifier.use(leg.text, leg.span)
-            self.slots.append(_Slot(axis.names, declared, name, axis.span))
-        return Factor(name, tensor.kind, tuple(tuple(leg.text for leg in axis.names) for axis in item.axes))
+            if axis.window is None:  # a window's legs take their sizes from elsewhere
+                self.slots.append(_Slot(axis.names, declared, name, axis.span))
+        return Factor(name, tensor.kind, tuple(self.factor_axis(axis) for axis in item.axes))
+
+    def factor_axis(self, axis: ast.Axis) -> tuple[str, ...]:
+        """A factor's axis: its legs, or a :class:`Window` for ``S*o + D*k - P``."""
+        names = tuple(leg.text for leg in axis.names)
+        if axis.window is None:
+            return names
+        stride, dilation, padding = axis.window
+        if stride < 1 or dilation < 1 or padding < 0:
+            self.error(axis.span, "a window leg reads S*o + D*k - P with S >= 1, D >= 1 and P >= 0")
+        if names[0] == names[1]:
+            self.error(axis.span, f"a window leg needs two different indices, not '{names[0]}' twice")
+        return Window(names[0], names[1], stride, dilation, padding)
 
     def delta(self, item: ast.Factor) -> Factor | None:
         """The built-in identity ``delta[a, b]``: 1 where its two axes agree, which must match in size."""
@@ -533,8 +554,9 @@ class Checker:
                 if factor.kind is Kind.DELTA:
                     self.slots.append(_Slot(names[1], factor.axes[0], DELTA, span))
                     continue
-                for axis, declared in zip(names, self.program.tensors[factor.tensor].axes):
-                    self.slots.append(_Slot(axis, declared, factor.tensor, span))
+                for axis, mine, declared in zip(names, factor.axes, self.program.tensors[factor.tensor].axes):
+                    if not isinstance(mine, Window):
+                        self.slots.append(_Slot(axis, declared, factor.tensor, span))
 
     def call_network(self, call: ast.Call) -> Network | None:
         """The network of a derivative form; None (and an error) if it cannot be taken."""
@@ -662,6 +684,8 @@ class Checker:
 
     def solve_pattern(self, name: str, decl: ast.PatternDecl, final: bool = False) -> bool:
         pattern = self.program.tensors[name].pattern
+        if pattern.summed:
+            return False  # [i, k]: both sizes come from elsewhere
         (i,), (o,), (k,) = (axis.names for axis in decl.axes)
         I, O, K = (self.unifier.size(n.text) for n in (i, o, k))
         if K is None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from lark import Token, Transformer, Tree, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
 
 from tnc.errors import Diagnostic, Source, Span, TncError
 from tnc.frontend import ast
@@ -24,6 +24,14 @@ def _span(item: Token | Tree) -> Span:
 
 def _name(token: Token) -> ast.Name:
     return ast.Name(str(token), _span(token))
+
+
+class _BadWindow(Exception):
+    """A window leg with an operator other than ``*`` between a number and a name."""
+
+    def __init__(self, token: Token) -> None:
+        super().__init__(str(token))
+        self.token = token
 
 
 @v_args(tree=True)
@@ -69,6 +77,36 @@ class _ToAst(Transformer):
 
     def group(self, tree: Tree) -> ast.Axis:
         return ast.Axis(tuple(_name(t) for t in tree.children), True, _span(tree))
+
+    def window(self, tree: Tree) -> ast.Axis:
+        """``S*o + D*k - P``; the signs are checked by the checker (see ``Checker.window``)."""
+        numbers: list[int] = []
+        names: list[Token] = []
+        signs: list[str] = []
+        pending = 1
+        for child in tree.children:
+            if child is None:
+                continue
+            if child.type == "NUMBER":
+                if len(names) == 2:
+                    numbers.append(int(float(child)))
+                else:
+                    pending = int(float(child))
+            elif child.type == "NAME":
+                numbers.append(pending)
+                pending = 1
+                names.append(child)
+            elif child.type == "SIGN":
+                signs.append(str(child))
+            elif child != "*":
+                raise _BadWindow(child)
+        stride, dilation = numbers[0], numbers[1]
+        padding = numbers[2] if len(numbers) > 2 else 0
+        if signs[0] == "-":
+            dilation = -dilation
+        if len(signs) > 1 and signs[1] == "+":
+            padding = -padding
+        return ast.Axis(tuple(_name(t) for t in names), False, _span(tree), (stride, dilation, padding))
 
     # Statements.
     def size_stmt(self, tree: Tree) -> list[ast.SizeDecl]:
@@ -208,4 +246,11 @@ def parse(source: Source) -> ast.Module:
         tree = lark_parser().parse(source.text)
     except UnexpectedInput as error:
         raise _syntax_error(source, error) from None
-    return _ToAst().transform(tree)
+    try:
+        return _ToAst().transform(tree)
+    except VisitError as error:
+        if not isinstance(error.orig_exc, _BadWindow):
+            raise
+        token = error.orig_exc.token
+        message = f"unexpected {str(token)!r}; a window leg reads S*o + D*k - P"
+        raise TncError(source, [Diagnostic(_span(token), message)]) from None

@@ -25,6 +25,50 @@ class Kind(str, Enum):
     DELTA = "delta"  # identity / copy tensor: 1 where all its legs agree
 
 
+class Window(tuple):
+    """A storage axis read through a sliding window: the pair of legs ``(outer, inner)`` reads
+    position ``stride*outer + dilation*inner - padding`` of the axis, and zero outside it.
+
+    Written ``S*o + D*k - P`` in a factor; it is what an index pattern becomes when the rewrite
+    passes contract it away (a reshape when kernel = stride, a strided slice when stride > kernel).
+    """
+
+    def __new__(cls, outer: str, inner: str, stride: int, dilation: int = 1, padding: int = 0) -> "Window":
+        window = super().__new__(cls, (outer, inner))
+        window.stride, window.dilation, window.padding = stride, dilation, padding
+        return window
+
+    def key(self) -> tuple:
+        return (tuple(self), self.stride, self.dilation, self.padding)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Window) and self.key() == other.key()
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    def __hash__(self) -> int:
+        return hash(self.key())
+
+    def __repr__(self) -> str:
+        return f"Window({self[0]!r}, {self[1]!r}, stride={self.stride}, dilation={self.dilation}, padding={self.padding})"
+
+    def text(self) -> str:
+        outer, inner = self
+        parts = [f"{self.stride}*{outer}" if self.stride != 1 else outer]
+        parts.append(f" + {self.dilation}*{inner}" if self.dilation != 1 else f" + {inner}")
+        if self.padding:
+            parts.append(f" - {self.padding}")
+        return "".join(parts)
+
+
+def rename_axis(axis: tuple[str, ...], mapping: dict[str, str]) -> tuple[str, ...]:
+    """An axis with its legs renamed; a window stays a window."""
+    if isinstance(axis, Window):
+        return Window(mapping.get(axis[0], axis[0]), mapping.get(axis[1], axis[1]), axis.stride, axis.dilation, axis.padding)
+    return tuple(mapping.get(n, n) for n in axis)
+
+
 @dataclass(frozen=True)
 class Factor:
     """One occurrence of a tensor in a product, with its legs grouped into storage axes."""
@@ -38,7 +82,7 @@ class Factor:
         return tuple(name for axis in self.axes for name in axis)
 
     def renamed(self, mapping: dict[str, str]) -> "Factor":
-        return Factor(self.tensor, self.kind, tuple(tuple(mapping.get(n, n) for n in axis) for axis in self.axes))
+        return Factor(self.tensor, self.kind, tuple(rename_axis(axis, mapping) for axis in self.axes))
 
 
 def flatten(axes: Axes) -> tuple[str, ...]:

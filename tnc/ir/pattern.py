@@ -13,13 +13,15 @@ Size = sympy.Expr
 class ConvPattern:
     """``Π[i, o, k] = 1`` exactly when ``i = stride*o + dilation*k - left`` and ``0 <= i < I``.
 
-    ``padding`` is ``"same"`` or a ``(left, right)`` pair of non-negative integers.
+    ``padding`` is ``"same"`` or a ``(left, right)`` pair of non-negative integers. A summed
+    pattern ``M[i, k] = sum_o Π[i, o, k]`` has no output leg; its output count follows from I and K.
     """
 
     stride: int = 1
     dilation: int = 1
     padding: tuple[int, int] | str = (0, 0)
     output_padding: int = 0
+    summed: bool = False  # legs [i, k]: the pattern summed over its output leg
 
     def pads(self, kernel: Size) -> tuple[Size, Size]:
         """Left and right padding; ``same`` pads ``dilation*(K-1)``, the smaller half on the left."""

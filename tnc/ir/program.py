@@ -56,6 +56,16 @@ class Program:
     def axis_size(self, axis: tuple[str, ...]) -> sympy.Expr:
         return self.concrete(sympy.Mul(*(self.index_sizes[name] for name in axis)))
 
+    def pattern_sizes(self, name: str) -> tuple[sympy.Expr, sympy.Expr, sympy.Expr]:
+        """Input, output and kernel size of a pattern (a summed one's output count is implied)."""
+        tensor = self.tensors[name]
+        if tensor.pattern.summed:
+            (i,), (k,) = tensor.axes
+            I, K = self.size(i), self.size(k)
+            return I, self.concrete(tensor.pattern.output_size(I, K)), K
+        (i,), (o,), (k,) = tensor.axes
+        return self.size(i), self.size(o), self.size(k)
+
     def free_symbols(self) -> list[sympy.Symbol]:
         return [s for s in self.symbols.values() if s not in self.bindings]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sympy
 
-from tnc.ir.network import Kind
+from tnc.ir.network import Kind, Window
 from tnc.ir.program import Program
 
 
@@ -22,8 +22,10 @@ def validate(program: Program) -> Program:
     seen: set[str] = set()
     for name, tensor in program.tensors.items():
         seen.add(name)
-        if tensor.kind is Kind.PATTERN and (tensor.pattern is None or [len(a) for a in tensor.axes] != [1, 1, 1]):
-            problems.append(f"pattern {name} needs a conv spec and three plain legs")
+        if tensor.kind is Kind.PATTERN and (
+            tensor.pattern is None or [len(a) for a in tensor.axes] != [1] * (2 if tensor.pattern.summed else 3)
+        ):
+            problems.append(f"pattern {name} needs a conv spec and three plain legs (two if summed)")
         if tensor.kind is Kind.DEFINED and name not in program.definitions:
             problems.append(f"defined tensor {name} has no network")
         network = program.definitions.get(name)
@@ -62,6 +64,8 @@ def validate(program: Program) -> Program:
                     continue
                 if all(leg in program.index_sizes for leg in factor.legs):
                     for mine, theirs in zip(factor.axes, used.axes):
+                        if isinstance(mine, Window):
+                            continue  # a window reads any axis, with zeros outside it
                         if not _same(program, program.axis_size(mine), program.axis_size(theirs)):
                             problems.append(f"{name}, term {number}: an axis of {factor.tensor} has the wrong size")
     for output in program.outputs:

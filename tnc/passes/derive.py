@@ -8,7 +8,7 @@ variable contribute nothing, so a network that does not depend on it becomes the
 
 from __future__ import annotations
 
-from tnc.ir.network import Axes, Factor, Kind, Network, Product, Term, flatten
+from tnc.ir.network import Axes, Factor, Kind, Network, Product, Term, Window, flatten
 from tnc.ir.program import Program
 from tnc.ir.validate import validate
 from tnc.passes.deltas import delta, eliminate_deltas
@@ -33,6 +33,8 @@ def _cut(program: Program, network: Network, wrt: str, new_axes: Axes) -> list[T
             factor: Factor = term.product.graph.nodes[node]["factor"]
             if factor.tensor != wrt or factor.kind is Kind.DELTA:
                 continue
+            if any(isinstance(a, Window) for a in factor.axes):
+                raise DerivativeError(f"'{wrt}' is read through a window leg here; differentiate before simplifying")
             if [len(a) for a in factor.axes] != [len(a) for a in declared.axes]:
                 raise DerivativeError(f"'{wrt}' is used with a grouping of legs other than its declaration's")
             rest = [f for n, f in zip(term.product.nodes(), term.product.factors) if n != node]

@@ -6,7 +6,7 @@ mentions only inputs, params, patterns and deltas. A product of sums is multipli
 
 from __future__ import annotations
 
-from tnc.ir.network import Factor, Kind, Network, Product, Term
+from tnc.ir.network import Factor, Kind, Network, Product, Term, Window
 from tnc.ir.program import Program
 from tnc.passes.fresh import Fresh
 
@@ -17,7 +17,10 @@ class ExpansionError(ValueError):
 
 def _regroup(factor: Factor, leg: str, legs: tuple[str, ...]) -> Factor:
     """Replace ``leg`` by the row-major group ``legs`` inside whichever axis holds it."""
-    axes = tuple(tuple(n for name in axis for n in (legs if name == leg else (name,))) for axis in factor.axes)
+    axes = tuple(
+        axis if isinstance(axis, Window) else tuple(n for name in axis for n in (legs if name == leg else (name,)))
+        for axis in factor.axes
+    )
     return Factor(factor.tensor, factor.kind, axes)
 
 

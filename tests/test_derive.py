@@ -46,7 +46,10 @@ BATCH = 3
 TOLERANCE = dict(atol=1e-10, rtol=1e-10)
 
 # PyTorch warns that padding="same" with an even kernel copies the input; irrelevant here.
-pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths"),
+    pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning"),  # inside torch.func.jvp
+]
 
 
 # ============================================================================ helpers

@@ -652,6 +652,51 @@ NETWORKS = [
         {"H": lambda X, W, **_: hessian(lambda w: 0.5 * F.conv2d(F.pad(X, (0, 1)), w, stride=(2, 1), padding=(1, 0), groups=2).pow(2).sum())(W)},
     ),
     Network(
+        "left-side-reuses-a-summed-name",
+        "index i: 3, j: 4, k: 4\ninput X[i, j]\nparam W[j]\ninput Z[k]\ninput S[i]\n"
+        "Y[i] = X[i, j] * W[j] * Z[k] * Z[k]\n"
+        "output J[i, k] = grad(Y, W)\noutput G[k] = vjp(Y, W, S)\noutput T[i] = jvp(Y, W, W)\n",
+        {
+            "J": lambda X, W, Z, **_: jacrev(lambda w: X @ w * (Z @ Z))(W),
+            "G": lambda X, W, Z, S, **_: vjp(lambda w: X @ w * (Z @ Z), W)[1](S)[0],
+            "T": lambda X, W, Z, **_: jvp(lambda w: X @ w * (Z @ Z), (W,), (W,))[1],
+        },
+    ),
+    Network(
+        "left-side-swaps-names",
+        "index i: 3, j: 3\ninput X[i, j]\nparam W[j, i]\n"
+        "Y[i] = X[i, j] * W[j, i]\noutput J[j, i, j'] = grad(Y, W)\noutput K[j, i] = vjp(Y, X, Y)\n",
+        {
+            "J": lambda X, W, **_: jacrev(lambda w: (X * w.T).sum(1))(W),
+            "K": lambda X, W, **_: vjp(lambda x: (x * W.T).sum(1), X)[1]((X * W.T).sum(1))[0],
+        },
+    ),
+    Network(
+        "seeds-with-another-grouping",
+        "size G = 2, D = 3\nindex n: 2, g: G, d: D, c: 4, m: 6\ninput X[n, c]\nparam W[(g d), c]\ninput V[n, m]\ninput U[m, c]\n"
+        "Y[n, (g d)] = X[n, c] * W[(g d), c]\n"
+        "output G[(g d), c] = vjp(Y, W, V)\noutput T[n, m] = jvp(Y, W, U)\noutput J[n, (g d), m, c] = grad(Y, W)\n",
+        {
+            "G": lambda X, W, V, **_: vjp(lambda w: X @ w.T, W)[1](V)[0],
+            "T": lambda X, W, U, **_: jvp(lambda w: X @ w.T, (W,), (U,))[1],
+            "J": lambda X, W, **_: jacrev(lambda w: X @ w.T)(W),
+        },
+    ),
+    Network(
+        "defined-seed",
+        "index i: 3, j: 4\ninput X[i, j]\nparam W[j]\n"
+        "Y[i] = X[i, j] * W[j]\nS[i] = Y[i] * Y[i]\noutput G[j] = vjp(Y, W, S)\n",
+        {"G": lambda X, W, **_: vjp(lambda w: X @ w, W)[1]((X @ W) ** 2)[0]},
+    ),
+    Network(
+        "scalar-seed",
+        "index j: 4\nparam W[j]\ninput V[]\nL[] = W[j] * W[j]\noutput G[j] = vjp(L, W, V)\noutput T[] = jvp(L, W, W)\n",
+        {
+            "G": lambda W, V, **_: vjp(lambda w: (w * w).sum(), W)[1](V)[0],
+            "T": lambda W, **_: jvp(lambda w: (w * w).sum(), (W,), (W,))[1],
+        },
+    ),
+    Network(
         "identity-jacobian",
         "index i: 3, j: 4\nparam W[i, j]\n"
         "output J[i, j, i', j'] = grad(W, W)\n",
@@ -808,15 +853,10 @@ def test_cli_derive_names_do_not_clash(tmp_path, capsys):
 # ============================================================================ the .tn printer round trip
 
 
-# kfac_reduce.tn binds `size O1 = (I1 + 2 - 3) / 2 + 1`, which to_tn prints as `floor(...)`, a form
-# the parser does not read; tests/test_derive_bugs.py holds that case until the printer is fixed.
-PRINTER_BUG = {"kfac_reduce"}
-
-
 def _in_memory_derivatives() -> list[tuple[str, str, dict]]:
     """(id, example, derive_program arguments): every declared input/param of every example, each form."""
     cases = []
-    for path in sorted(p for p in EXAMPLES.glob("*.tn") if p.stem not in PRINTER_BUG):
+    for path in sorted(EXAMPLES.glob("*.tn")):
         program = compile_source(path.read_text(), path.name)
         if len(program.outputs) != 1:
             continue
@@ -828,7 +868,7 @@ def _in_memory_derivatives() -> list[tuple[str, str, dict]]:
     return cases
 
 
-PRINTED = [(f"example-{p.stem}", p) for p in sorted(EXAMPLES.glob("*.tn")) if p.stem not in PRINTER_BUG] + [(f"derived-{p.stem}", p) for p in sorted(DERIVED.glob("*.tn"))]
+PRINTED = [(f"example-{p.stem}", p) for p in sorted(EXAMPLES.glob("*.tn"))] + [(f"derived-{p.stem}", p) for p in sorted(DERIVED.glob("*.tn"))]
 IN_MEMORY = _in_memory_derivatives()
 
 
@@ -853,6 +893,21 @@ def _printer_round_trip(make: Callable[[dict | None], object], stem: str) -> Non
     values = random_values(declared_shapes(program), seed_of(stem))
     for output in program.outputs:
         torch.testing.assert_close(call(after, output, values), call(before, output, values), **TOLERANCE)
+
+
+def test_printer_writes_size_division_back_in_the_language():
+    """`size O = I / 2` (floor division) must print as something the parser reads again."""
+    source = "size I = 7\nsize O = I / 2\nindex i: I, o: O\ninput X[i]\ninput Z[o]\noutput Y[i, o] = X[i] * Z[o]\n"
+    printed = to_tn(compile_source(source, "division.tn"))
+    again = compile_source(printed, "division.printed.tn")
+    assert to_tn(again) == printed
+    assert again.size("o") == 3
+
+
+def test_derived_kfac_reduce_compiles_again(tmp_path, capsys):
+    out = tmp_path / "kfac_reduce_vjp.tn"
+    assert main(["derive", str(EXAMPLES / "kfac_reduce.tn"), "--wrt", "X", "--vjp", "V", "-o", str(out)]) == 0
+    assert main(["compile", str(out), "--target", "einsum"]) == 0, capsys.readouterr().err
 
 
 @pytest.mark.parametrize("path", [p for _, p in PRINTED], ids=[i for i, _ in PRINTED])

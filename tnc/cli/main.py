@@ -32,6 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
     compile_.add_argument("--format", choices=["text", "json"], default="text", help="einsum target only")
     compile_.add_argument("-o", "--output", metavar="OUT", help="write here (atomically) instead of standard output")
     compile_.add_argument("--size", action="append", type=_size_binding, default=[], metavar="N=VALUE", help="bind a free size")
+    compile_.add_argument("--no-simplify", action="store_true", help="compile the network as written, without the rewrite passes")
+
+    simplify = commands.add_parser("simplify", help="apply the rewrite passes and print the resulting .tn file")
+    simplify.add_argument("file", metavar="FILE", help="a .tn file, or - for standard input")
+    simplify.add_argument("--explain", action="store_true", help="list each rule applied, where, and why its condition held")
+    simplify.add_argument("-o", "--output", metavar="OUT", help="write here (atomically) instead of standard output")
+    simplify.add_argument("--size", action="append", type=_size_binding, default=[], metavar="N=VALUE", help="bind a free size")
 
     derive = commands.add_parser("derive", help="differentiate a network: Jacobian, VJP or JVP, as a .tn file")
     derive.add_argument("file", metavar="FILE", help="a .tn file, or - for standard input")
@@ -62,6 +69,12 @@ def run(args: argparse.Namespace) -> None:
         from tnc.report import describe
 
         write_output(describe(program), None)
+    elif args.command == "simplify":
+        from tnc.codegen.tn import to_tn
+        from tnc.passes.simplify import explain, simplify
+
+        log = simplify(program)
+        write_output(to_tn(program, explain(log, program.source.name) if args.explain else None), args.output)
     elif args.command == "derive":
         from tnc.codegen.tn import to_tn
         from tnc.passes.derive import DerivativeError, derive_program
@@ -73,7 +86,17 @@ def run(args: argparse.Namespace) -> None:
         what = f"vjp with seed {args.vjp}" if args.vjp else f"jvp with tangent {args.jvp}" if args.jvp else "Jacobian"
         header = f"{name}: the {what} of {args.of or 'the output'} with respect to {args.wrt}, derived by tnc from {program.source.name}"
         write_output(to_tn(program, header), args.output)
-    elif args.target == "einsum":
+    else:
+        compile_program(program, args)
+
+
+def compile_program(program, args: argparse.Namespace) -> None:
+    """``tnc compile``: simplify (unless --no-simplify), then generate the chosen target."""
+    if not args.no_simplify:
+        from tnc.passes.simplify import simplify
+
+        simplify(program)
+    if args.target == "einsum":
         from tnc.codegen.einsum import to_json, to_text
 
         write_output(to_json(program) if args.format == "json" else to_text(program), args.output)

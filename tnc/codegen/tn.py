@@ -19,8 +19,15 @@ def axes_text(axes: Axes) -> str:
 
 
 def scalar_text(expr: sympy.Expr) -> str:
-    """A size or coefficient in ``.tn`` syntax (sympy's operators are the language's)."""
-    return str(sympy.sympify(expr))
+    """A size or coefficient in ``.tn`` syntax: sympy's operators are the language's, and a size
+    ``floor(p/q)`` is written ``(p)/(q)``, which a size expression reads as floor division."""
+    expr = sympy.sympify(expr)
+    floors = {f: sympy.Symbol(f"__floor{n}") for n, f in enumerate(expr.atoms(sympy.floor))}
+    text = str(expr.xreplace(floors))
+    for floor, placeholder in floors.items():
+        numerator, denominator = sympy.fraction(sympy.together(floor.args[0]))
+        text = text.replace(str(placeholder), f"(({scalar_text(numerator)})/({scalar_text(denominator)}))")
+    return text
 
 
 def network_text(network: Network) -> str:

@@ -29,7 +29,8 @@ def _window(expr: str, dim: int, ndim: int, window: Window, outer: sympy.Expr, i
         total = extent + window.padding + (right if right.is_number else sympy.Max(0, right))
     else:
         total = extent
-    if sympy.simplify(total - length) != 0:
+    windows = sympy.floor((total - span) / window.stride) + 1
+    if sympy.simplify(windows - outer) != 0:  # unfold alone would give more windows than needed
         expr += f".narrow({dim}, 0, {show(length)})"
     expr += f".unfold({dim}, {show(span)}, {window.stride})"
     if window.dilation > 1:

@@ -19,7 +19,7 @@ def delta(a: str, b: str) -> Factor:
     return Factor(DELTA, Kind.DELTA, ((a,), (b,)))
 
 
-def _eliminate_one(program: Program, term: Term, result_legs: set[str]) -> Term | None:
+def eliminate_one(program: Program, term: Term, result_legs: set[str]) -> Term | None:
     """The term with one delta renamed away, or None if none can go."""
     product = term.product
     for node in product.nodes():
@@ -53,7 +53,7 @@ def eliminate_deltas(program: Program, network: Network) -> Network:
     result_legs = set(network.legs)
     terms = []
     for term in network.terms:
-        while (simpler := _eliminate_one(program, term, result_legs)) is not None:
+        while (simpler := eliminate_one(program, term, result_legs)) is not None:
             term = simpler
         terms.append(term)
     return Network(network.axes, terms)

@@ -15,7 +15,7 @@ class ExpansionError(ValueError):
     """A defined tensor is used with a grouping of legs that expansion cannot map."""
 
 
-def _regroup(factor: Factor, leg: str, legs: tuple[str, ...]) -> Factor:
+def regroup(factor: Factor, leg: str, legs: tuple[str, ...]) -> Factor:
     """Replace ``leg`` by the row-major group ``legs`` inside whichever axis holds it."""
     axes = tuple(
         axis if isinstance(axis, Window) else tuple(n for name in axis for n in (legs if name == leg else (name,)))
@@ -27,12 +27,12 @@ def _regroup(factor: Factor, leg: str, legs: tuple[str, ...]) -> Factor:
 def _instantiate(term: Term, network: Network, use: Factor, fresh: Fresh) -> list[Factor]:
     """The factors of one term of ``use.tensor``'s network, with legs named as at ``use``."""
     mapping: dict[str, str] = {}
-    regroup: dict[str, tuple[str, ...]] = {}
+    split: dict[str, tuple[str, ...]] = {}
     for defined, used in zip(network.axes, use.axes):
         if len(defined) == len(used):
             mapping.update(zip(defined, used))
         elif len(defined) == 1:
-            regroup[defined[0]] = used
+            split[defined[0]] = used
         else:
             raise ExpansionError(
                 f"'{use.tensor}' is defined with the axis ({' '.join(defined)}) but used with [{', '.join(used)}]"
@@ -41,8 +41,8 @@ def _instantiate(term: Term, network: Network, use: Factor, fresh: Fresh) -> lis
         mapping[leg] = fresh(leg)
     factors = []
     for factor in term.product:
-        for leg, legs in regroup.items():
-            factor = _regroup(factor, leg, legs)
+        for leg, legs in split.items():
+            factor = regroup(factor, leg, legs)
         factors.append(factor.renamed(mapping))
     return factors
 

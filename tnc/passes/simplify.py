@@ -1,0 +1,61 @@
+"""The rewrite engine: named rules applied to every defined tensor's network until none applies.
+
+A rule is a small unit with a symbolic condition and a rewrite (see ``tnc.passes.rules``). The
+engine tries the rules in the documented order (:data:`RULES`) and applies the first one that
+matches, then starts again from the first rule; it stops at a fixed point. The IR validator runs
+after every rewrite, and the log says which rule fired, where, and why its condition held.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tnc.ir.network import Kind
+from tnc.ir.program import Program
+from tnc.ir.validate import validate
+from tnc.passes.rules import RULES, Rule
+
+
+@dataclass(frozen=True)
+class Applied:
+    rule: str
+    tensor: str
+    where: str
+    why: str
+
+    def __str__(self) -> str:
+        return f"{self.rule}: {self.tensor}, {self.where}: {self.why}"
+
+
+def simplify(program: Program, rules: tuple[Rule, ...] = RULES, limit: int = 10_000) -> list[Applied]:
+    """Rewrite ``program`` in place to a fixed point; returns the log of rules applied."""
+    log: list[Applied] = []
+    for name in list(program.definitions):
+        while len(log) < limit:
+            for rule in rules:
+                rewrite = rule.find(program, program.definitions[name])
+                if rewrite is not None:
+                    program.definitions[name] = rewrite.network
+                    validate(program)
+                    log.append(Applied(rule.name, name, rewrite.where, rewrite.why))
+                    break
+            else:
+                break
+    _drop_unused_patterns(program)
+    return log
+
+
+def _drop_unused_patterns(program: Program) -> None:
+    """Patterns that no network reads any more are removed from the program."""
+    used = {t for network in program.definitions.values() for t in network.tensors()}
+    for name in [n for n, t in program.tensors.items() if t.kind is Kind.PATTERN and n not in used]:
+        del program.tensors[name]
+
+
+def explain(log: list[Applied], source: str) -> str:
+    """The ``--explain`` report: every rule applied, where, and why its condition held."""
+    if not log:
+        return f"tnc simplify {source}: no rule applies"
+    lines = [f"tnc simplify {source}: {len(log)} rewrite{'s' if len(log) != 1 else ''}, in order"]
+    lines.extend(f"{n}. {entry}" for n, entry in enumerate(log, start=1))
+    return "\n".join(lines)

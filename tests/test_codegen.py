@@ -510,3 +510,21 @@ def test_standard_input_subprocess():
     check = run_tnc("check", "-", stdin=CONV2D.read_text())
     assert check.returncode == 0
     assert "shape [N, 8, 5, 5]" in check.stdout
+
+
+@pytest.mark.parametrize(
+    "text, call",
+    [
+        ("size N\nindex i: 3\ninput X[i]\nY[i] = (1/N) * X[i]\n", lambda f, x: f(x, N=4)),
+        ("size N\nindex a: N, b: N\ninput X[(a b)]\nY[a, b] = X[(a b)]\n", lambda f, x: f(x, N=3)),
+    ],
+    ids=["coefficient-only", "squared"],
+)
+def test_a_free_size_no_shape_tells_is_a_keyword_argument(text, call):
+    namespace = load(torch_source(text, "kw"))
+    x = torch.arange(9, dtype=torch.float64)
+    result = call(namespace["Y"], x[:3] if "(1/N)" in text else x)
+    expected = x[:3] / 4 if "(1/N)" in text else x.reshape(3, 3)
+    torch.testing.assert_close(result, expected, **TOLERANCE)
+    with pytest.raises(TypeError):
+        namespace["Y"](x[:3] if "(1/N)" in text else x)  # the size is required

@@ -21,7 +21,7 @@ import re
 import subprocess
 import sys
 import types
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -32,9 +32,9 @@ import torch.nn.functional as F
 from torch.func import grad, hessian, jacrev, jvp, vjp, vmap
 
 from tnc.cli.main import main
-from tnc.errors import TncError
 from tnc.codegen.tn import to_tn
 from tnc.codegen.torch_module import to_torch_source
+from tnc.errors import TncError
 from tnc.frontend import compile_source
 from tnc.ir.network import Kind
 from tnc.passes.derive import derive_program
@@ -97,17 +97,17 @@ def random_values(shapes: dict[str, tuple[int, ...]], seed: int) -> dict[str, to
 def call(module: types.ModuleType, name: str, values: dict[str, torch.Tensor]) -> torch.Tensor:
     """Call output function ``name`` with the tensors it asks for, by keyword."""
     function = getattr(module, name)
-    parameters = list(inspect.signature(function).parameters)
+    signature = inspect.signature(function).parameters
+    sizes = {p: values[p] if p in values else BATCH for p, parameter in signature.items() if parameter.annotation in (int, "int")}
+    values = {**values, **sizes}  # free sizes that no argument's shape tells are keyword arguments
+    parameters = list(signature)
     assert set(parameters) <= set(values), (name, parameters)
-    if parameters:
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # a constant (no tensor argument) is made in the default dtype
+    try:
         result = function(**{p: values[p] for p in parameters})
-    else:  # a constant (deltas and patterns only, or 0): made in torch's default dtype
-        default = torch.get_default_dtype()
-        torch.set_default_dtype(torch.float64)
-        try:
-            result = function()
-        finally:
-            torch.set_default_dtype(default)
+    finally:
+        torch.set_default_dtype(default)
     assert result.dtype == torch.float64
     return result
 
@@ -523,7 +523,7 @@ def test_random_convolution_derivative(number: int, output: str):
     assert tuple(conv.forward(**values).shape) == conv.shapes()["V"]
     kind, wrt, seed = CONV_FORMS[output]
     expected = torch_derivative(kind, conv.forward, wrt, seed, values)
-    result = call(module, output, values)
+    result = call(module, output, {**values, "N": conv.shapes()["X"][0]})
     assert result.shape == expected.shape
     torch.testing.assert_close(result, expected, **TOLERANCE)
 
@@ -820,8 +820,7 @@ def test_cli_derive_subprocess_from_stdin(case: CliCase, tmp_path):
     exec(compile((tmp_path / "d.py").read_text(), "d.py", "exec"), namespace)
     program = compile_source(derived.stdout, "d.tn")
     values = random_values(declared_shapes(program), 5)
-    parameters = inspect.signature(namespace[case.output]).parameters
-    torch.testing.assert_close(namespace[case.output](**{p: values[p] for p in parameters}), case.reference(**values), **TOLERANCE)
+    torch.testing.assert_close(call(types.SimpleNamespace(**namespace), case.output, values), case.reference(**values), **TOLERANCE)
 
 
 def test_cli_derive_with_bound_size(tmp_path, capsys):
@@ -941,8 +940,8 @@ ERRORS = [  # id, source, message fragment, line, column
     ("too-many-result-legs", BASE + "G[j, i] = vjp(Y, W, S)\n".replace("G", "input S[i]\nG"), "has 1 result leg", 7, 1),
     ("seed-wrong-leg-count", BASE + "input S[i, j]\nG[j] = vjp(Y, W, S)\n", "seed 'S' has 2 legs, but vjp needs one for each of the 1 legs", 7, 18),
     ("tangent-wrong-leg-count", BASE + "input U[j, i]\nT[i] = jvp(Y, W, U)\n", "seed 'U' has 2 legs, but jvp needs one for each of the 1 legs", 7, 18),
-    ("seed-wrong-size", BASE + "input S[k]\nG[j] = vjp(Y, W, S)\n", "conflicting sizes", 7, 8),
-    ("tangent-wrong-size", BASE + "input U[k]\nT[i] = jvp(Y, W, U)\n", "conflicting sizes", 7, 8),
+    ("seed-wrong-size", BASE + "input S[k]\nG[j] = vjp(Y, W, S)\n", "seed 'S' has size 5 on its axis 1, but vjp needs", 7, 18),
+    ("tangent-wrong-size", BASE + "input U[k]\nT[i] = jvp(Y, W, U)\n", "seed 'U' has size 5 on its axis 1, but jvp needs", 7, 18),
     ("unknown-function", BASE + "H[i, j, j'] = hess(Y, W)\n", "unknown function 'hess'; expected grad, vjp or jvp", 6, 15),
     ("grad-one-argument", BASE + "J[i, j] = grad(Y)\n", "grad takes 2 arguments, grad(T, A); got 1", 6, 11),
     ("grad-three-arguments", BASE + "J[i, j] = grad(Y, W, X)\n", "grad takes 2 arguments", 6, 11),

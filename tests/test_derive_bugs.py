@@ -52,10 +52,11 @@ def test_grad_of_declared_tensor_used_grouped():
 
 
 def test_grad_of_grouped_declaration_used_with_one_leg():
-    """W declared as W[(i j)], used as W[m]: same error."""
-    source = "index i: 3, j: 4\nparam W[(i j)]\nY[m] = W[m]\noutput J[m, i, j] = grad(Y, W)\n"
+    """W declared as W[(i j)], used as W[m]: same error. (W has one storage axis, so the left
+    side names it with one entry, here the group (i j).)"""
+    source = "index i: 3, j: 4\nparam W[(i j)]\nY[m] = W[m]\noutput J[m, (i j)] = grad(Y, W)\n"
     module = _load(compile_source(source, "regroup2.tn"), "regroup2")
-    torch.testing.assert_close(_constant(module, "J"), torch.eye(12, dtype=torch.float64).reshape(12, 3, 4), **TOLERANCE)
+    torch.testing.assert_close(_constant(module, "J"), torch.eye(12, dtype=torch.float64), **TOLERANCE)
 
 
 def test_grad_through_grouped_definition_used_with_one_leg():

@@ -395,22 +395,6 @@ CASES = [
     ),
     # ------------------------------------------------- code generation errors
     case(
-        "torch-free-size-not-readable",
-        "size N\nindex i: 3\ninput X[i]\nY[i] = (1/N) * X[i]\n",
-        "size 'N' is free and cannot be read from the shapes of Y's inputs (X); bind it with --size N=VALUE",
-        1,
-        6,
-        args=("compile", "--target", "torch"),
-    ),
-    case(
-        "torch-free-size-squared",
-        "size N\nindex a: N, b: N\ninput X[(a b)]\nY[a, b] = X[(a b)]\n",
-        "size 'N' is free and cannot be read from the shapes of Y's inputs (X)",
-        1,
-        6,
-        args=("compile", "--target", "torch"),
-    ),
-    case(
         "torch-nothing-to-compile",
         "index i: 3\ninput X[i]\n",
         "nothing to compile: the file defines no output tensor",

@@ -103,9 +103,10 @@ class TorchGenerator:
                 found |= self.program.size(leg).free_symbols
         return found
 
-    def resolve_sizes(self, owner: str, args: list[str], needed: set[sympy.Symbol], prefix: dict[str, str] | None = None) -> list[str]:
-        """Statements that read every needed free size from the shapes of ``args`` (``prefix``
-        maps a tensor to the expression that holds it, ``self.W`` for a param in ``forward``)."""
+    def resolve_sizes(self, args: list[str], needed: set[sympy.Symbol], prefix: dict[str, str] | None = None) -> tuple[list[str], list[sympy.Symbol]]:
+        """Statements that read the needed free sizes from the shapes of ``args`` (``prefix``
+        maps a tensor to the expression that holds it, ``self.W`` for a param in ``forward``),
+        and the sizes no shape tells, which the function then takes as keyword arguments."""
         prefix = prefix or {}
         lines, known = [], set()
         progress = True
@@ -127,16 +128,10 @@ class TorchGenerator:
                     lines.append(f"{self.size_name(symbol)} = {value}")
                     known.add(symbol)
                     progress = True
-        missing = needed - known
-        if missing:
-            symbol = sorted(missing, key=str)[0]
-            span = self.program.symbol_spans.get(str(symbol), Span(1, 1))
-            inputs = ", ".join(args) or "no tensors"
-            raise TncError(
-                self.program.source,
-                [Diagnostic(span, f"size '{symbol}' is free and cannot be read from the shapes of {owner}'s inputs ({inputs}); bind it with --size {symbol}=VALUE")],
-            )
-        return lines
+        return lines, sorted(needed - known, key=str)
+
+    def keyword_sizes(self, missing: list[sympy.Symbol]) -> str:
+        return "".join(f", {self.size_name(s)}: int" for s in missing)
 
     def expr_atom(self, expr: sympy.Expr) -> str:
         text = self.expr(expr)
@@ -157,7 +152,8 @@ class TorchGenerator:
 
     def eval_sizes(self, name: str) -> list[sympy.Symbol]:
         network = self.program.definitions[name]
-        found = set().union(*(self.program.size(leg).free_symbols for term in network.terms for f in term.product for leg in f.legs))
+        legs = set(network.legs) | {leg for term in network.terms for f in term.product for leg in f.legs}
+        found = set().union(*(self.program.size(leg).free_symbols for leg in legs))
         for term in network.terms:
             found |= self.program.concrete(term.coefficient).free_symbols
         return sorted(found, key=str)
@@ -167,9 +163,7 @@ class TorchGenerator:
         network = self.program.definitions[name]
         operands = self.direct_operands(name)
         sizes = self.eval_sizes(name)
-        params = ", ".join(self.py(o) for o in operands)
-        if sizes:
-            params += ", *, " + ", ".join(f"{self.size_name(s)}: int" for s in sizes)
+        params = ", ".join([self.py(o) for o in operands] + (["*"] if sizes else []) + [f"{self.size_name(s)}: int" for s in sizes])
         out = self.lines.append
         out("")
         out("")
@@ -281,18 +275,23 @@ class TorchGenerator:
         patterns = [a for a in args if self.program.tensors[a].kind is Kind.PATTERN]
         inputs = [a for a in args if a not in patterns]
         out = self.lines.append
+        needed = self.symbols_in(args + self.program.defined_order(name))
+        for order in self.program.defined_order(name):
+            needed |= set(self.eval_sizes(order))
+        reads, missing = self.resolve_sizes(inputs, needed)
         signature = ", ".join(f"{self.py(a)}: torch.Tensor" for a in inputs)
+        if missing:
+            signature += (", *" if inputs else "*") + self.keyword_sizes(missing)
         out("")
         out("")
         out(f"def {self.py(name)}({signature}) -> torch.Tensor:")
         out(f'    """{equation_text(self.program, name)}')
         out("")
         out(f"    Returns a tensor of shape [{axes_text(self.program.definitions[name].axes)}]; grouped legs are flattened.")
+        if missing:
+            out(f"    No argument's shape tells the size{'s' if len(missing) > 1 else ''} {', '.join(map(str, missing))}: pass {'them' if len(missing) > 1 else 'it'} by keyword.")
         out('    """')
-        needed = self.symbols_in(args + self.program.defined_order(name))
-        for order in self.program.defined_order(name):
-            needed |= set(self.eval_sizes(order))
-        for line in self.resolve_sizes(name, inputs, needed):
+        for line in reads:
             out(f"    {line}")
         for a in inputs:
             out(f'    _expect("{a}", {self.py(a)}, {self.shape(self.program.tensors[a].axes)})')
@@ -351,12 +350,13 @@ class TorchGenerator:
             fan_in = prod((self.program.axis_size(a) for a in p.axes[1:]), start=sympy.Integer(1))
             out(f"        torch.nn.init.normal_(self.{self.attr(p.name)}, std={self.expr_atom(fan_in)} ** -0.5)")
         out("")
-        signature = ", ".join(f"{self.py(t.name)}: torch.Tensor" for t in inputs)
-        out(f"    def forward(self{', ' if inputs else ''}{signature}):")
         needed = set().union(*(set(self.eval_sizes(n)) for n in order)) if order else set()
         needed |= self.symbols_in([p.name for p in patterns if not self.is_concrete_pattern(p)])
         prefix = {p.name: f"self.{self.attr(p.name)}" for p in params}
-        for line in self.resolve_sizes("forward", [t.name for t in inputs] + [p.name for p in params], needed, prefix):
+        reads, missing = self.resolve_sizes([t.name for t in inputs] + [p.name for p in params], needed, prefix)
+        signature = "".join(f", {self.py(t.name)}: torch.Tensor" for t in inputs)
+        out(f"    def forward(self{signature}{', *' + self.keyword_sizes(missing) if missing else ''}):")
+        for line in reads:
             out(f"        {line}")
         anchor = inputs[0].name if inputs else params[0].name if params else None
         device = f"{prefix.get(anchor, self.py(anchor))}.device" if anchor else "None"

@@ -145,6 +145,8 @@ class Checker:
         self.current: str | None = None  # the tensor whose equation is being checked
         self.names_in_file: set[str] = set()  # every index name written anywhere (fresh names avoid them)
         self.copy_of: dict[str, str] = {}  # a fresh index -> the written index it copies
+        self.seeds_used: set[str] = set()  # tensors used as vjp/jvp seeds
+        self.seed_checks: list[tuple[ast.Name, tuple, str]] = []
 
     def error(self, span: Span, message: str, *notes: Note) -> None:
         self.errors.append(Diagnostic(span, message, tuple(notes)))
@@ -210,6 +212,7 @@ class Checker:
             }[type(statement)]
             handler(statement)
         self.infer_sizes()
+        self.check_seeds()
         self.choose_outputs()
         if self.errors:
             self.errors.sort(key=lambda d: (d.span.line, d.span.column))
@@ -521,9 +524,15 @@ class Checker:
         for mine, theirs in zip(network.axes, eq.axes):
             if len(mine) == len(theirs.names):
                 mapping.update(zip(mine, (leg.text for leg in theirs.names)))
+                for leg, name in zip(mine, theirs.names):  # sizes, even when the result is 0
+                    self.unifier.use(name.text, name.span)
+                    self.unifier.join(name.text, name.span, leg, eq.name.text)
         used = user | {leg for t in network.terms for leg in t.product.indices()} | set(network.legs)
         for mine, theirs in zip(network.axes, eq.axes):  # legs the left side does not name: plainest copy
             for leg in mine if len(mine) != len(theirs.names) else ():
+                if leg in user:  # the left side gives this name to another axis
+                    mapping[leg] = self.fresh(leg)
+                    continue
                 plain = leg.rstrip("'")
                 while plain != leg and (plain in used or not self.same_index_family(plain, leg)):
                     plain += "'"
@@ -544,9 +553,12 @@ class Checker:
             self.marked_outputs.append(eq.name.text)
 
     def constrain(self, network: Network, span: Span) -> None:
-        """Size constraints for a network built by a pass: every factor against its declaration."""
+        """Size constraints for a network built by a pass: every factor against its declaration
+        (seeds are checked on their own once sizes are known, see :meth:`check_seeds`)."""
         for term in network.terms:
             for factor in term.product:
+                if factor.tensor in self.seeds_used:
+                    continue
                 names = [tuple(ast.Name(leg, span) for leg in axis) for axis in factor.axes]
                 for axis in names:
                     for leg in axis:
@@ -610,12 +622,21 @@ class Checker:
             self.error(call.span, str(error))
             return None
         if seed:
-            for term in result.terms:
-                for factor in term.product:
-                    if factor.tensor == seed[0].text:
-                        for axis, declared in zip(factor.axes, self.program.tensors[factor.tensor].axes):
-                            self.slots.append(_Slot(tuple(ast.Name(l, seed[0].span) for l in axis), declared, factor.tensor, seed[0].span))
+            self.seeds_used.add(seed[0].text)
+            self.seed_checks.append((seed[0], needed, f"{function} needs one for each of the legs of {whose} ({_axes_text(needed)})"))
         return result
+
+    def check_seeds(self) -> None:
+        """Every seed's axes have the sizes of the legs it is contracted with."""
+        for seed, needed, what in self.seed_checks:
+            tensor = self.program.tensors[seed.text]
+            for number, (mine, theirs) in enumerate(zip(tensor.axes, needed), start=1):
+                if not all(leg in self.program.index_sizes for leg in (*mine, *theirs)):
+                    continue
+                have, want = self.program.axis_size(mine), self.program.axis_size(theirs)
+                if not self.unifier.equal(have, want):
+                    self.error(seed.span, f"seed '{seed.text}' has size {have} on its axis {number}, but {what}, of size {want} there")
+                    break
 
     def argument_network(self, name: ast.Name) -> Network | None:
         tensor = self.program.tensors.get(name.text)

@@ -81,6 +81,15 @@ class Factor:
     def legs(self) -> tuple[str, ...]:
         return tuple(name for axis in self.axes for name in axis)
 
+    def regrouped(self, leg: str, legs: tuple[str, ...]) -> "Factor":
+        """``leg`` replaced by the row-major group ``legs`` inside whichever axis holds it (the
+        same storage, read with finer legs); a window axis is left as it is."""
+        axes = tuple(
+            axis if isinstance(axis, Window) else tuple(n for name in axis for n in (legs if name == leg else (name,)))
+            for axis in self.axes
+        )
+        return Factor(self.tensor, self.kind, axes)
+
     def renamed(self, mapping: dict[str, str]) -> "Factor":
         return Factor(self.tensor, self.kind, tuple(rename_axis(axis, mapping) for axis in self.axes))
 

@@ -51,8 +51,8 @@ def validate(program: Program) -> Program:
                     if leg not in program.index_sizes:
                         problems.append(f"{name}, term {number}: index {leg} has no size")
                 if factor.kind is Kind.DELTA:
-                    sizes = {program.size(leg) for leg in factor.legs if leg in program.index_sizes}
-                    if len(factor.axes) < 2 or len(sizes) > 1:
+                    known = all(leg in program.index_sizes for leg in factor.legs)
+                    if len(factor.axes) != 2 or known and not _same(program, *(program.axis_size(a) for a in factor.axes)):
                         problems.append(f"{name}, term {number}: a delta needs two or more legs of one size")
                     continue
                 used = program.tensors.get(factor.tensor)

@@ -9,7 +9,7 @@ Jacobian, which code generation emits as a diagonal embedding.
 from __future__ import annotations
 
 
-from tnc.ir.network import Factor, Kind, Network, Product, Term
+from tnc.ir.network import Factor, Kind, Network, Product, Term, Window
 from tnc.ir.program import Program
 
 DELTA = "delta"
@@ -19,12 +19,36 @@ def delta(a: str, b: str) -> Factor:
     return Factor(DELTA, Kind.DELTA, ((a,), (b,)))
 
 
+def axis_deltas(mine: tuple[str, ...], theirs: tuple[str, ...]) -> list[Factor]:
+    """Identities between two storage axes: one per leg where both are grouped alike, else one
+    delta between the two groups (the same storage read with another grouping)."""
+    if len(mine) == len(theirs):
+        return [delta(a, b) for a, b in zip(mine, theirs)]
+    return [Factor(DELTA, Kind.DELTA, (tuple(mine), tuple(theirs)))]
+
+
+def _regroup_away(product, node, single: str, group: tuple[str, ...]):
+    """``delta[(single), (group)]`` with ``single`` summed: every other carrier reads ``group`` in its place."""
+    rest = product.copy()
+    rest.remove(node)
+    return Product(f.regrouped(single, group) for f in rest.factors)
+
+
 def eliminate_one(program: Program, term: Term, result_legs: set[str]) -> Term | None:
     """The term with one delta renamed away, or None if none can go."""
     product = term.product
     for node in product.nodes():
         factor = product.graph.nodes[node]["factor"]
-        if factor.kind is not Kind.DELTA or any(len(axis) != 1 for axis in factor.axes) or len(factor.axes) != 2:
+        if factor.kind is not Kind.DELTA or len(factor.axes) != 2:
+            continue
+        if any(len(axis) != 1 for axis in factor.axes):
+            for one, group in ((factor.axes[0], factor.axes[1]), (factor.axes[1], factor.axes[0])):
+                if len(one) != 1:
+                    continue
+                single = one[0]
+                carriers = [product.graph.nodes[n]["factor"] for n in product.carriers(single) if n != node]
+                if single not in result_legs and carriers and not any(isinstance(a, Window) and single in a for f in carriers for a in f.axes):
+                    return Term(term.coefficient, _regroup_away(product, node, single, tuple(group)))
             continue
         a, b = factor.legs
         elsewhere = {leg: len(product.carriers(leg)) > 1 for leg in (a, b)}

@@ -11,7 +11,7 @@ from __future__ import annotations
 from tnc.ir.network import Axes, Factor, Kind, Network, Product, Term, Window, flatten
 from tnc.ir.program import Program
 from tnc.ir.validate import validate
-from tnc.passes.deltas import delta, eliminate_deltas
+from tnc.passes.deltas import axis_deltas, eliminate_deltas
 from tnc.passes.expand import ExpansionError, expand
 from tnc.passes.fresh import Fresh
 
@@ -35,10 +35,9 @@ def _cut(program: Program, network: Network, wrt: str, new_axes: Axes) -> list[T
                 continue
             if any(isinstance(a, Window) for a in factor.axes):
                 raise DerivativeError(f"'{wrt}' is read through a window leg here; differentiate before simplifying")
-            if [len(a) for a in factor.axes] != [len(a) for a in declared.axes]:
-                raise DerivativeError(f"'{wrt}' is used with a grouping of legs other than its declaration's")
             rest = [f for n, f in zip(term.product.nodes(), term.product.factors) if n != node]
-            deltas = [delta(old, new) for old, new in zip(factor.legs, flatten(new_axes))]
+            deltas = [identity(used, new) for used, new in zip(factor.axes, new_axes) for identity in [axis_deltas]]
+            deltas = [d for group in deltas for d in group]
             terms.append(Term(term.coefficient, Product(rest + deltas)))
     return terms
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from tnc.ir.network import Factor, Kind, Network, Product, Term, Window
 from tnc.ir.program import Program
+from tnc.passes.deltas import axis_deltas
 from tnc.passes.fresh import Fresh
 
 
@@ -15,36 +16,30 @@ class ExpansionError(ValueError):
     """A defined tensor is used with a grouping of legs that expansion cannot map."""
 
 
-def regroup(factor: Factor, leg: str, legs: tuple[str, ...]) -> Factor:
-    """Replace ``leg`` by the row-major group ``legs`` inside whichever axis holds it."""
-    axes = tuple(
-        axis if isinstance(axis, Window) else tuple(n for name in axis for n in (legs if name == leg else (name,)))
-        for axis in factor.axes
-    )
-    return Factor(factor.tensor, factor.kind, axes)
-
-
 def _instantiate(term: Term, network: Network, use: Factor, fresh: Fresh) -> list[Factor]:
     """The factors of one term of ``use.tensor``'s network, with legs named as at ``use``."""
     mapping: dict[str, str] = {}
     split: dict[str, tuple[str, ...]] = {}
+    identities: list[Factor] = []
     for defined, used in zip(network.axes, use.axes):
+        if isinstance(used, Window):
+            raise ExpansionError(f"'{use.tensor}' is read through a window leg; expand before simplifying")
         if len(defined) == len(used):
             mapping.update(zip(defined, used))
         elif len(defined) == 1:
             split[defined[0]] = used
-        else:
-            raise ExpansionError(
-                f"'{use.tensor}' is defined with the axis ({' '.join(defined)}) but used with [{', '.join(used)}]"
-            )
+        else:  # the use reads a grouped axis with other legs: relate the two through an identity
+            copies = tuple(fresh(leg) for leg in defined)
+            mapping.update(zip(defined, copies))
+            identities.extend(axis_deltas(copies, used))
     for leg in sorted(term.product.indices() - set(network.legs)):
         mapping[leg] = fresh(leg)
     factors = []
     for factor in term.product:
         for leg, legs in split.items():
-            factor = regroup(factor, leg, legs)
+            factor = factor.regrouped(leg, legs)
         factors.append(factor.renamed(mapping))
-    return factors
+    return factors + identities
 
 
 def expand(program: Program, network: Network, fresh: Fresh) -> Network:

@@ -15,7 +15,6 @@ from tnc.codegen.tn import axes_text
 from tnc.ir.network import Factor, Kind, Network, Product, Term, Window
 from tnc.ir.pattern import ConvPattern
 from tnc.ir.program import Program, Tensor
-from tnc.passes.expand import regroup
 from tnc.passes.rules.base import Rewrite, Rule, divides, equal, replace_term, without
 
 
@@ -70,7 +69,7 @@ def find_dense(program: Program, network: Network) -> Rewrite | None:
             continue
         if _in_window(term, i) or (i in network.legs and len(network.terms) != 1):
             continue
-        rest = Product(regroup(f, i, (o, k)) for f in without(term.product, node))
+        rest = Product(f.regrouped(i, (o, k)) for f in without(term.product, node))
         axes = tuple(a if isinstance(a, Window) else tuple(n for leg in a for n in ((o, k) if leg == i else (leg,))) for a in network.axes)
         why = (
             f"kernel {K} = stride {spec.stride}, padding 0, dilation 1, and {K} divides the input size {program.size(i)}: "

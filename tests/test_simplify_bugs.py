@@ -129,9 +129,9 @@ def test_simplified_downsample_with_a_free_size_reparses():
 def test_compile_of_a_network_that_simplifies_to_zero(tmp_path: Path):
     """Y[n] = X[n] - X[n] with n: N free. merge-terms and zero-terms leave Y = 0, which reads no
     tensor, so N can no longer be read from X's shape. At commit 67ef9a3 the default `tnc compile`
-    fails ("size 'N' is free and cannot be read from the shapes of Y's inputs (no tensors)");
-    in the current working tree it exits 0 but writes `def _eval_Y(, *, N: int)`, a syntax
-    error. With --no-simplify the same valid file compiles to a working Y(X)."""
+    failed ("size 'N' is free and cannot be read from the shapes of Y's inputs (no tensors)");
+    since 897fc51 it exits 0 but writes `def _eval_Y(, *, N: int)`, a syntax error (see also the
+    last test). With --no-simplify the same valid file compiles to a working Y(X)."""
     source = tmp_path / "zero.tn"
     source.write_text("size N\nindex n: N\ninput X[n]\noutput Y[n] = X[n] - X[n]\n")
     out = tmp_path / "zero.py"
@@ -157,3 +157,15 @@ def test_squeeze_of_a_repeated_size_one_leg_prints_a_parsable_file():
     X[n, ()], which the printer writes and the parser rejects ("unexpected ')'; expected a name")."""
     program = _simplified("index n: 3, s: 1, i: 1\ninput X[n, i]\noutput Y[n] = X[n, (s s)]\n")
     compile_source(to_tn(program), "simplified.tn")
+
+
+# ---------------------------------------------------------------- 7. found on the way: codegen of an empty sum
+
+
+def test_zero_output_with_a_free_size_compiles_to_valid_python():
+    """Not a rewrite bug: `Y[n] = 0` with n: N free (the language's zero tensor) compiles, with or
+    without --no-simplify, to `def _eval_Y(, *, N: int)` and `_eval_Y(, N=N)`: a SyntaxError
+    when the module is imported. Y(N=4) should return zeros(4)."""
+    module = types.ModuleType("zero_tensor")
+    exec(compile(to_torch_source(compile_source("size N\nindex n: N\noutput Y[n] = 0\n", "zero.tn"), "zero"), "<zero.py>", "exec"), module.__dict__)
+    torch.testing.assert_close(module.Y(N=4), torch.zeros(4))

@@ -26,8 +26,12 @@ def scalar_text(expr: sympy.Expr) -> str:
     text = str(expr.xreplace(floors))
     for floor, placeholder in floors.items():
         numerator, denominator = sympy.fraction(sympy.together(floor.args[0]))
-        text = text.replace(str(placeholder), f"(({scalar_text(numerator)})/({scalar_text(denominator)}))")
+        text = text.replace(str(placeholder), f"({_operand(numerator)}/{_operand(denominator)})")
     return text
+
+
+def _operand(expr: sympy.Expr) -> str:
+    return scalar_text(expr) if expr.is_Atom else f"({scalar_text(expr)})"
 
 
 def network_text(network: Network) -> str:
@@ -47,12 +51,8 @@ def network_text(network: Network) -> str:
     return "".join(parts)
 
 
-def _printable(size: sympy.Expr) -> bool:
-    return not size.has(sympy.floor)
-
-
 def to_tn(program: Program, header: str | None = None) -> str:
-    """The program as a ``.tn`` file; indices whose size a pattern implies are left to inference."""
+    """The program as a ``.tn`` file, every index with its size (a pattern re-checks its own)."""
     lines = [f"# {line}" if line else "#" for line in header.splitlines()] if header else []
     for name, symbol in program.symbols.items():
         value = program.bindings.get(symbol)
@@ -63,7 +63,7 @@ def to_tn(program: Program, header: str | None = None) -> str:
         used.update(dict.fromkeys(network.legs if network else tensor.legs))
         for term in network.terms if network else ():
             used.update(dict.fromkeys(leg for factor in term.product for leg in factor.legs))
-    indices = [(n, program.index_sizes[n]) for n in used if _printable(program.index_sizes[n])]
+    indices = [(n, program.index_sizes[n]) for n in used]
     for start in range(0, len(indices), 8):
         chunk = indices[start : start + 8]
         lines.append("index " + ", ".join(f"{n}: {scalar_text(s)}" for n, s in chunk))

@@ -273,7 +273,7 @@ class TorchGenerator:
     def emit_public(self, name: str) -> None:
         args = self.program.dependencies(name)
         patterns = [a for a in args if self.program.tensors[a].kind is Kind.PATTERN]
-        inputs = [a for a in args if a not in patterns]
+        inputs = self.program.interface(name)
         out = self.lines.append
         needed = self.symbols_in(args + self.program.defined_order(name))
         for order in self.program.defined_order(name):
@@ -298,15 +298,20 @@ class TorchGenerator:
         device, dtype = (f"{self.py(inputs[0])}.device", f"{self.py(inputs[0])}.dtype") if inputs else ("None", "torch.get_default_dtype()")
         for p in patterns:
             out(f"    {self.py(p)} = {self.pattern_call(self.program.tensors[p], device, dtype)}")
-        self.emit_calls(self.program.defined_order(name), indent="    ")
+        self.emit_calls(self.program.defined_order(name), indent="    ", anchor=self.py(inputs[0]) if inputs else None)
         out(f"    return {self.py(name)}")
 
-    def emit_calls(self, order: list[str], indent: str, prefix: dict[str, str] | None = None) -> None:
+    def emit_calls(self, order: list[str], indent: str, prefix: dict[str, str] | None = None, anchor: str | None = None) -> None:
+        """Evaluate the defined tensors in order; an empty sum is made like ``anchor`` (an argument)."""
         prefix = prefix or {}
         for defined in order:
-            operands = ", ".join(prefix.get(o, self.py(o)) for o in self.direct_operands(defined))
-            sizes = "".join(f", {self.size_name(s)}={self.size_name(s)}" for s in self.eval_sizes(defined))
-            self.lines.append(f"{indent}{self.py(defined)} = _eval_{self.py(defined)}({operands}{sizes})")
+            network = self.program.definitions[defined]
+            if not network.terms and anchor:
+                self.lines.append(f"{indent}{self.py(defined)} = torch.zeros({self.shape(network.axes)}, {self.device_dtype(anchor)})")
+                continue
+            operands = [prefix.get(o, self.py(o)) for o in self.direct_operands(defined)]
+            sizes = [f"{self.size_name(s)}={self.size_name(s)}" for s in self.eval_sizes(defined)]
+            self.lines.append(f"{indent}{self.py(defined)} = _eval_{self.py(defined)}({', '.join(operands + sizes)})")
 
     def emit_module(self) -> None:
         program = self.program
@@ -317,6 +322,7 @@ class TorchGenerator:
         for output in program.outputs:
             order.extend(n for n in program.defined_order(output) if n not in order)
         used = {d for name in order for d in program.dependencies(name)}
+        used |= {d for name in program.outputs for d in program.interface(name)}
         params = [p for p in params if p.name in used]
         inputs = [t for t in inputs if t.name in used]
         patterns = [t for t in patterns if t.name in used]
@@ -366,7 +372,7 @@ class TorchGenerator:
                 prefix[p.name] = f"self.{self.attr(p.name)}"
             else:
                 out(f"        {self.py(p.name)} = {self.pattern_call(p, device, dtype)}")
-        self.emit_calls(order, indent="        ", prefix=prefix)
+        self.emit_calls(order, indent="        ", prefix=prefix, anchor=prefix.get(anchor, self.py(anchor)) if anchor else None)
         out(f"        return {', '.join(self.py(o) for o in program.outputs)}")
 
     def generate(self) -> str:

@@ -178,8 +178,8 @@ class Checker:
             self.error(node.span, "division by zero")
             return None
         result = {"+": left + right, "-": left - right, "*": left * right, "/": left / right, "**": left**right}[node.op]
-        if integer and node.op == "/":
-            return sympy.floor(result) if self.program.concrete(result).is_integer is not True else result
+        if integer and node.op == "/":  # sizes divide with floor, like Python's //
+            return sympy.floor(result)
         return result
 
     def concrete_integer(self, node: ast.Scalar, what: str) -> int | None:

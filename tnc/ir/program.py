@@ -40,6 +40,9 @@ class Program:
     tensors: dict[str, Tensor] = field(default_factory=dict)
     definitions: dict[str, Network] = field(default_factory=dict)
     outputs: list[str] = field(default_factory=list)
+    # The inputs and params each output took as written; rewrites that cancel a dependency
+    # (X - X = 0) keep the generated function's signature.
+    interfaces: dict[str, list[str]] = field(default_factory=dict)
 
     def concrete(self, expr: sympy.Expr) -> sympy.Expr:
         """Substitute bound sizes until only free symbols remain."""
@@ -81,6 +84,11 @@ class Program:
             if current in self.definitions:
                 stack.extend(self.definitions[current].tensors())
         return [t for t, info in self.tensors.items() if t in seen and info.kind is not Kind.DEFINED]
+
+    def interface(self, name: str) -> list[str]:
+        """The inputs and params of ``name``'s generated function, in declaration order."""
+        wanted = set(self.interfaces.get(name, ())) | set(self.dependencies(name))
+        return [t for t, info in self.tensors.items() if info.kind in (Kind.INPUT, Kind.PARAM) and t in wanted]
 
     def defined_order(self, name: str) -> list[str]:
         """The defined tensors ``name`` needs (itself last), in an order that respects their uses."""

@@ -30,6 +30,8 @@ class Applied:
 def simplify(program: Program, rules: tuple[Rule, ...] = RULES, limit: int = 10_000) -> list[Applied]:
     """Rewrite ``program`` in place to a fixed point; returns the log of rules applied."""
     log: list[Applied] = []
+    for output in program.outputs:
+        program.interfaces.setdefault(output, program.interface(output))
     for name in list(program.definitions):
         while len(log) < limit:
             for rule in rules:

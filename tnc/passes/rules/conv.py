@@ -53,7 +53,7 @@ def find_identity(program: Program, network: Network) -> Rewrite | None:
         I, O, K = _sizes(program, (i, o, k))
         if not (equal(program, K, 1) and spec.stride == 1 and _plain(program, spec, K)):
             continue
-        if i in network.legs and o in network.legs or _in_window(term, i) or _in_window(term, o):
+        if i in network.legs and o in network.legs or k in network.legs or _in_window(term, i) or _in_window(term, o):
             continue
         gone, kept = (o, i) if i in network.legs else (i, o)
         rest = Product(f.renamed({gone: kept}) for f in without(term.product, node))
@@ -67,7 +67,7 @@ def find_dense(program: Program, network: Network) -> Rewrite | None:
         I, O, K = _sizes(program, (i, o, k))
         if not (equal(program, K, spec.stride) and _plain(program, spec, K) and divides(program, K, I)):
             continue
-        if _in_window(term, i) or (i in network.legs and len(network.terms) != 1):
+        if _in_window(term, i) or (i in network.legs and (len(network.terms) != 1 or o in network.legs or k in network.legs)):
             continue
         rest = Product(f.regrouped(i, (o, k)) for f in without(term.product, node))
         axes = tuple(a if isinstance(a, Window) else tuple(n for leg in a for n in ((o, k) if leg == i else (leg,))) for a in network.axes)

@@ -38,23 +38,25 @@ def _shape(factor: Factor) -> tuple:
     return (factor.tensor, factor.kind, tuple((type(a).__name__, len(a), getattr(a, "stride", 0), getattr(a, "dilation", 0), getattr(a, "padding", 0)) for a in factor.axes))
 
 
-def _labelled(product: Product, result_legs: tuple[str, ...]) -> nx.MultiGraph:
+def _labelled(program: Program, product: Product, result_legs: tuple[str, ...]) -> nx.MultiGraph:
     graph = product.graph.copy()
     for node, data in graph.nodes(data=True):
         if node[0] == "f":
             data["label"] = _shape(data["factor"])
         else:
-            data["label"] = ("open", data["name"]) if data["name"] in result_legs else ("summed",)
+            name = data["name"]
+            data["label"] = ("open", name) if name in result_legs else ("summed", program.size(name))
     return graph
 
 
-def same_product(a: Product, b: Product, result_legs: tuple[str, ...]) -> bool:
-    """Equal up to renaming summed legs: an isomorphism of the labelled graphs (legs by position)."""
+def same_product(program: Program, a: Product, b: Product, result_legs: tuple[str, ...]) -> bool:
+    """Equal up to renaming summed legs of equal sizes: an isomorphism of the labelled graphs
+    (factors by tensor and grouping, legs by position)."""
     if sorted(map(_shape, a.factors)) != sorted(map(_shape, b.factors)):
         return False
     return nx.is_isomorphic(
-        _labelled(a, result_legs),
-        _labelled(b, result_legs),
+        _labelled(program, a, result_legs),
+        _labelled(program, b, result_legs),
         node_match=lambda x, y: x["label"] == y["label"],
         edge_match=lambda x, y: set(x) == set(y),
     )
@@ -64,7 +66,7 @@ def find_merge_terms(program: Program, network: Network) -> Rewrite | None:
     for first, a in enumerate(network.terms):
         for second in range(first + 1, len(network.terms)):
             b = network.terms[second]
-            if same_product(a.product, b.product, network.legs):
+            if same_product(program, a.product, b.product, network.legs):
                 merged = Term(sympy.simplify(a.coefficient + b.coefficient), a.product)
                 terms = [merged if n == first else t for n, t in enumerate(network.terms) if n != second]
                 return Rewrite(
@@ -78,7 +80,7 @@ def find_merge_terms(program: Program, network: Network) -> Rewrite | None:
 def _grouped_everywhere(term: Term, leg: str) -> bool:
     """``leg`` sits only inside groups of two or more legs (never alone, never in a window)."""
     return all(
-        len(a) > 1 and not isinstance(a, Window) for f in term.product for a in f.axes if leg in a
+        not isinstance(a, Window) and any(n != leg for n in a) for f in term.product for a in f.axes if leg in a
     )
 
 

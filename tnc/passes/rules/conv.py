@@ -141,13 +141,14 @@ def find_presum(program: Program, network: Network) -> Rewrite | None:
 
 IDENTITY = Rule(
     "identity",
-    "K = 1, stride 1, padding 0, dilation 1 (so I = O), and not both i and o result legs",
+    "K = 1, stride 1, padding 0, dilation 1 (so I = O), k not a result leg, and not both i and o result legs",
     "Π[i, o, 0] = [i = o]: summing over one of the two legs renames it to the other",
     find_identity,
 )
 DENSE = Rule(
     "dense",
-    "K = stride, padding 0, dilation 1, K divides I (provably, for symbolic sizes); i is not read through a window",
+    "K = stride, padding 0, dilation 1, K divides I (provably, for symbolic sizes), i not read through a window; "
+    "if i is a result leg, the network has one term and o, k are not result legs",
     "Π[i, o, k] = [i = K*o + k] with I = O*K: i is the row-major group (o k), a reshape",
     find_dense,
 )

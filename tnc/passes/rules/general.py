@@ -153,7 +153,7 @@ DELTAS = Rule(
 )
 MERGE_TERMS = Rule(
     "merge-terms",
-    "two terms whose products are isomorphic, result legs fixed",
+    "two terms whose products are isomorphic (same factors and groupings, summed legs of equal sizes, result legs fixed)",
     "c1 * T + c2 * T = (c1 + c2) * T; the product rule often produces equal terms",
     find_merge_terms,
 )

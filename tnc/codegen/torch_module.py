@@ -272,7 +272,8 @@ class TorchGenerator:
 
     def emit_public(self, name: str) -> None:
         args = self.program.dependencies(name)
-        patterns = [a for a in args if self.program.tensors[a].kind is Kind.PATTERN]
+        read = {o for d in self.program.defined_order(name) if not self.is_constant(d) for o in self.direct_operands(d)}
+        patterns = [a for a in args if self.program.tensors[a].kind is Kind.PATTERN and a in read]
         inputs = self.program.interface(name)
         out = self.lines.append
         needed = self.symbols_in(args + self.program.defined_order(name))
@@ -301,11 +302,39 @@ class TorchGenerator:
         self.emit_calls(self.program.defined_order(name), indent="    ", anchor=self.py(inputs[0]) if inputs else None)
         out(f"    return {self.py(name)}")
 
+    def is_constant(self, name: str) -> bool:
+        """A defined tensor of patterns alone, with known sizes: computed once, then cached."""
+        network = self.program.definitions[name]
+        return bool(network.terms) and not self.eval_sizes(name) and all(
+            self.program.tensors[t].kind is Kind.PATTERN for t in self.program.dependencies(name)
+        )
+
+    def emit_constant(self, name: str) -> None:
+        operands = self.direct_operands(name)
+        out = self.lines.append
+        out("")
+        out("")
+        out("@functools.lru_cache(maxsize=16)")
+        out(f"def _constant_{self.py(name)}(device, dtype) -> torch.Tensor:")
+        out(f'    """{name}: it reads no data, so it is made once per device and dtype."""')
+        args = []
+        for operand in operands:
+            tensor = self.program.tensors[operand]
+            if tensor.kind is Kind.PATTERN:
+                args.append(self.pattern_call(tensor, "device", "dtype"))
+            else:
+                args.append(f"_constant_{self.py(operand)}(device, dtype)")
+        out(f"    return _eval_{self.py(name)}({', '.join(args)})")
+
     def emit_calls(self, order: list[str], indent: str, prefix: dict[str, str] | None = None, anchor: str | None = None) -> None:
         """Evaluate the defined tensors in order; an empty sum is made like ``anchor`` (an argument)."""
         prefix = prefix or {}
         for defined in order:
             network = self.program.definitions[defined]
+            if self.is_constant(defined):
+                where = f"{anchor}.device, {anchor}.dtype" if anchor else "None, torch.get_default_dtype()"
+                self.lines.append(f"{indent}{self.py(defined)} = _constant_{self.py(defined)}({where})")
+                continue
             if not network.terms and anchor:
                 self.lines.append(f"{indent}{self.py(defined)} = torch.zeros({self.shape(network.axes)}, {self.device_dtype(anchor)})")
                 continue
@@ -395,6 +424,8 @@ class TorchGenerator:
         self.lines = header + PRELUDE.strip("\n").splitlines()
         for name in order:
             self.emit_eval(name)
+            if self.is_constant(name):
+                self.emit_constant(name)
         for name in program.outputs:
             self.emit_public(name)
         self.emit_module()

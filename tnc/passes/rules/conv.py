@@ -15,7 +15,8 @@ from tnc.codegen.tn import axes_text
 from tnc.ir.network import Factor, Kind, Network, Product, Term, Window
 from tnc.ir.pattern import ConvPattern
 from tnc.ir.program import Program, Tensor
-from tnc.passes.rules.base import Rewrite, Rule, divides, equal, replace_term, without
+from tnc.codegen.plan import plan
+from tnc.passes.rules.base import Rewrite, Rule, divides, equal, planning_size, replace_term, without
 
 
 def _patterns(program: Program, network: Network) -> Iterator[tuple[int, Term, tuple, Factor, ConvPattern, tuple[str, str, str]]]:
@@ -163,4 +164,83 @@ PRESUM = Rule(
     "the output leg o is carried by the pattern alone and is summed",
     "sum_o Π[i, o, k] does not depend on the data: it is a small precomputed I x K matrix",
     find_presum,
+)
+
+
+def _pattern_components(term: Term, result_legs: tuple[str, ...]) -> list[list[tuple]]:
+    """Groups of two or more pattern factors joined by summed legs that only patterns carry."""
+    nodes = [(n, f) for n, f in zip(term.product.nodes(), term.product.factors) if f.kind is Kind.PATTERN]
+    private = {
+        leg
+        for leg in term.product.indices() - set(result_legs)
+        if all(term.product.graph.nodes[n]["factor"].kind is Kind.PATTERN for n in term.product.carriers(leg))
+    }
+    components, seen = [], set()
+    for start, _ in nodes:
+        if start in seen:
+            continue
+        component, stack = [], [start]
+        while stack:
+            node = stack.pop()
+            if node in seen:
+                continue
+            seen.add(node)
+            factor = term.product.graph.nodes[node]["factor"]
+            component.append((node, factor))
+            stack.extend(n for leg in set(factor.legs) & private for n in term.product.carriers(leg))
+        if len(component) > 1:
+            components.append(sorted(component))
+    return components
+
+
+def _cost(program: Program, factors: list[Factor], output: tuple[str, ...]) -> int:
+    sizes = {leg: planning_size(program, leg) for f in factors for leg in f.legs}
+    return plan([f.legs for f in factors], output, sizes).flops
+
+
+def find_fold(program: Program, network: Network) -> Rewrite | None:
+    for position, term in enumerate(network.terms):
+        for component in _pattern_components(term, network.legs):
+            nodes = {n for n, _ in component}
+            inside = [f for _, f in component]
+            outside = [f for n, f in zip(term.product.nodes(), term.product.factors) if n not in nodes]
+            carried = set(network.legs) | {leg for f in outside for leg in f.legs}
+            legs = tuple(dict.fromkeys(leg for f in inside for leg in f.legs if leg in carried))
+            folded = Factor("", Kind.DEFINED, tuple((leg,) for leg in legs))
+            before = _cost(program, term.product.factors, network.legs)
+            after = _cost(program, outside + [folded], network.legs)
+            if after >= before:
+                continue
+            name = _declare_constant(program, legs, inside)
+            rest = Product(outside + [Factor(name, Kind.DEFINED, folded.axes)])
+            why = (
+                f"{', '.join(f.tensor for f in inside)} depend on no data and are joined by legs only they carry: "
+                f"their product {name} is a constant, and the term costs {after:,} instead of {before:,} FLOPs"
+            )
+            return Rewrite(replace_term(network, position, Term(term.coefficient, rest)), f"term {position + 1}", why)
+    return None
+
+
+def _declare_constant(program: Program, legs: tuple[str, ...], factors: list[Factor]) -> str:
+    """A defined tensor for a product of patterns, placed before every network that uses it."""
+    name = "C_" + "_".join(f.tensor for f in factors)
+    while name in program.tensors:
+        name += "_"
+    tensor = Tensor(name, Kind.DEFINED, tuple((leg,) for leg in legs))
+    first_defined = next(n for n, t in program.tensors.items() if t.kind is Kind.DEFINED)
+    items = list(program.tensors.items())
+    at = [n for n, _ in items].index(first_defined)
+    program.tensors.clear()
+    program.tensors.update(items[:at] + [(name, tensor)] + items[at:])
+    definitions = dict(program.definitions)
+    program.definitions.clear()
+    program.definitions.update({name: Network(tensor.axes, [Term(sympy.Integer(1), Product(factors))]), **definitions})
+    return name
+
+
+FOLD = Rule(
+    "fold-constants",
+    "two or more patterns joined by summed legs that only patterns carry, when the planned cost of the term drops",
+    "a product of patterns depends on no data: computed once, it is a constant factor",
+    find_fold,
 )

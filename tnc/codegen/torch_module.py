@@ -14,6 +14,7 @@ from math import prod
 
 import sympy
 
+from tnc.codegen.lowering import native, windowed
 from tnc.codegen.names import Namer
 from tnc.codegen.plan import plan
 from tnc.codegen.pyexpr import pyexpr
@@ -24,6 +25,7 @@ from tnc.ir.network import Axes, Factor, Kind
 from tnc.ir.program import Program, Tensor
 
 PLANNING_SIZE = 16  # what a free size counts as when the contraction order is planned
+STRATEGIES = ("native", "window")  # the lowerings tried before plain einsum steps, in order
 MODULE_ATTRIBUTES = frozenset(
     "T_destination add_module apply bfloat16 buffers call_super_init children compile cpu cuda double "
     "dump_patches eval extra_repr float forward get_buffer get_extra_state get_parameter get_submodule half "
@@ -64,9 +66,10 @@ def class_name(stem: str) -> str:
 
 
 class TorchGenerator:
-    def __init__(self, program: Program, stem: str = "network") -> None:
+    def __init__(self, program: Program, stem: str = "network", strategies: tuple[str, ...] = STRATEGIES) -> None:
         self.program = program
         self.stem = stem
+        self.strategies = strategies
         self.namer = Namer({"Module"})
         self.free = program.free_symbols()
         self.lines: list[str] = []
@@ -239,6 +242,16 @@ class TorchGenerator:
         coefficient = self.program.concrete(term.coefficient)
         scale = "" if coefficient == 1 else f"{self.expr_atom(coefficient)} * "
         value = None
+        if rest and not embeds and "native" in self.strategies:
+            call = native(self.program, rest, tuple(target), lambda f: self.py(f.tensor), self.new_temp, self.expr)
+            if call is not None:
+                out(f"    # term {number}: coefficient {term.coefficient}; strategy {call.why}")
+                for line in call.lines:
+                    out(f"    {line}")
+                return f"{scale}{call.value}"
+        rest, lowered = windowed(self.program, rest, tuple(target)) if "window" in self.strategies else (rest, [])
+        if lowered:
+            out(f"    # term {number}: strategy window: {', '.join(lowered)} read as windows of the data (pad once, unfold), not multiplied as 0/1 tensors")
         carried = {leg for f in rest for leg in f.legs}
         if rest:
             variables = [self.operand(f, anchor) for f in rest]
@@ -432,8 +445,12 @@ class TorchGenerator:
         return "\n".join(self.lines) + "\n"
 
 
-def to_torch_source(program: Program, stem: str = "network") -> str:
-    """Generate the standalone PyTorch module for ``program``'s outputs."""
+def to_torch_source(program: Program, stem: str = "network", strategies: tuple[str, ...] = STRATEGIES) -> str:
+    """Generate the standalone PyTorch module for ``program``'s outputs.
+
+    ``strategies`` names the lowerings allowed besides planned einsum steps (see
+    :mod:`tnc.codegen.lowering`); ``()`` gives the dense reference that multiplies by patterns.
+    """
     if not program.outputs:
         raise TncError(program.source, [Diagnostic(Span(1, 1), "nothing to compile: the file defines no output tensor")])
-    return TorchGenerator(program, stem).generate()
+    return TorchGenerator(program, stem, strategies).generate()

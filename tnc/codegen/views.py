@@ -17,18 +17,20 @@ from tnc.ir.program import Program
 Show = Callable[[sympy.Expr], str]
 
 
-def _window(expr: str, dim: int, ndim: int, window: Window, outer: sympy.Expr, inner: sympy.Expr, extent: sympy.Expr, show: Show) -> str:
-    """``expr``'s axis ``dim`` (of ``ndim``) read at ``stride*o + dilation*k - padding``: axes o, k."""
+def _right_padding(window: Window, outer: sympy.Expr, inner: sympy.Expr, extent: sympy.Expr, show: Show) -> tuple[str | None, sympy.Expr]:
+    """The right padding a window needs (code, or None for none), and the axis length after padding."""
+    span = window.dilation * (inner - 1) + 1
+    missing = sympy.simplify((outer - 1) * window.stride + span - window.padding - extent)
+    if missing.is_number:
+        right = max(missing, 0)
+        return (show(right) if right or window.padding else None), extent + window.padding + right
+    return f"max(0, {show(missing)})", extent + window.padding + sympy.Max(0, missing)
+
+
+def _window(expr: str, dim: int, window: Window, outer: sympy.Expr, inner: sympy.Expr, total: sympy.Expr, show: Show) -> str:
+    """``expr``'s (padded) axis ``dim`` read at ``stride*o + dilation*k``: axes o, k at dim, dim+1."""
     span = window.dilation * (inner - 1) + 1
     length = (outer - 1) * window.stride + span
-    right = sympy.simplify(length - window.padding - extent)
-    if window.padding or not (right.is_number and right <= 0):
-        amount = show(right) if right.is_number else f"max(0, {show(right)})"
-        pads = ", ".join(["0, 0"] * (ndim - 1 - dim) + [f"{window.padding}, {amount}"])
-        expr = f"torch.nn.functional.pad({expr}, ({pads}))"
-        total = extent + window.padding + (right if right.is_number else sympy.Max(0, right))
-    else:
-        total = extent
     windows = sympy.floor((total - span) / window.stride) + 1
     if sympy.simplify(windows - outer) != 0:  # unfold alone would give more windows than needed
         expr += f".narrow({dim}, 0, {show(length)})"
@@ -53,9 +55,20 @@ def operand_view(program: Program, factor: Factor, variable: str, show: Show) ->
     expr = variable
     if len(dims) != len(factor.axes):
         expr += "." + "reshape(" + ", ".join(show(d) for d in dims) + ("," if len(dims) == 1 else "") + ")"
-    for position, window in reversed(windows):
-        dim = sum(len(axis) if not isinstance(axis, Window) else 1 for axis in factor.axes[:position])
+    position_of = {}  # window position -> its axis in the reshaped tensor
+    for position, _ in windows:
+        position_of[position] = sum(len(axis) if not isinstance(axis, Window) else 1 for axis in factor.axes[:position])
+    pads, totals = ["0, 0"] * len(dims), {}
+    for position, window in windows:  # pad every window's axis once, before any view is taken
         outer, inner = (program.size(leg) for leg in window)
-        extent = program.axis_size(declared[position])
-        expr = _window(expr, dim, len(dims) + len([w for p, w in windows if p > position]), window, outer, inner, extent, show)
+        right, totals[position] = _right_padding(window, outer, inner, program.axis_size(declared[position]), show)
+        if right is not None:
+            pads[len(dims) - 1 - position_of[position]] = f"{window.padding}, {right}"
+    if any(p != "0, 0" for p in pads):
+        while pads and pads[-1] == "0, 0":
+            pads.pop()
+        expr = f"torch.nn.functional.pad({expr}, ({', '.join(pads)}))"
+    for position, window in reversed(windows):
+        outer, inner = (program.size(leg) for leg in window)
+        expr = _window(expr, position_of[position], window, outer, inner, totals[position], show)
     return expr

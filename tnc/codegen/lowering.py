@@ -1,0 +1,335 @@
+"""Lowering strategies for one product, tried in order (the cost model of the PyTorch target):
+
+1. ``native``: the product is exactly a standard operation (convolution, transpose convolution /
+   input VJP, weight VJP, unfold, sum pooling) of any dimension and groups: call the native
+   PyTorch kernel, which does the same arithmetic without any index-pattern work.
+2. ``window``: a pattern whose input leg is summed and read by plain axes of data tensors is
+   contracted by reading those tensors through a window (pad once, ``Tensor.unfold``), so no
+   multiplication by the zeros of the 0/1 pattern happens.
+3. ``einsum``: pairwise contractions in the order opt_einsum planned (``torch.einsum`` uses
+   mm/bmm for each step).
+
+The generated file says which strategy each term took, and why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import sympy
+
+from tnc.ir.network import Factor, Kind, Window
+from tnc.ir.pattern import ConvPattern
+from tnc.ir.program import Program
+
+Show = Callable[[sympy.Expr], str]
+
+
+@dataclass(frozen=True)
+class Axis:
+    """One spatial axis of a convolution-like product: its pattern and legs."""
+
+    spec: ConvPattern
+    i: str
+    o: str
+    k: str
+    sizes: tuple[int, int, int]  # I, O, K
+    pads: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Native:
+    """A native call: ``lines`` compute ``value`` (in the product's result-leg order)."""
+
+    lines: list[str]
+    value: str
+    why: str
+
+
+def _concrete(program: Program, expr: sympy.Expr) -> int | None:
+    value = program.concrete(expr)
+    return int(value) if value.is_number else None
+
+
+def _spatial(program: Program, factors: list[Factor]) -> tuple[list[Factor], dict[str, Axis]] | None:
+    """The non-pattern factors, and each 3-leg pattern by its input leg (concrete sizes only)."""
+    others, axes = [], {}
+    for factor in factors:
+        if factor.kind is not Kind.PATTERN:
+            if any(isinstance(a, Window) for a in factor.axes) or factor.kind is Kind.DELTA:
+                return None
+            others.append(factor)
+            continue
+        spec = program.tensors[factor.tensor].pattern
+        if spec.summed or len(set(factor.legs)) != 3:
+            return None
+        i, o, k = factor.legs
+        sizes = tuple(_concrete(program, program.size(leg)) for leg in (i, o, k))
+        pads = tuple(_concrete(program, p) for p in spec.pads(program.size(k)))
+        if None in sizes or None in pads or i in axes:
+            return None
+        axes[i] = Axis(spec, i, o, k, sizes, pads)
+    return (others, axes) if axes else None
+
+
+def _channels(axis: tuple[str, ...]) -> tuple[str | None, str] | None:
+    """``(g c)`` -> (g, c); ``(c)`` -> (None, c)."""
+    if isinstance(axis, Window) or len(axis) not in (1, 2):
+        return None
+    return (axis[0], axis[1]) if len(axis) == 2 else (None, axis[0])
+
+
+def _tuple(values) -> str:
+    values = list(values)
+    return f"({', '.join(map(str, values))}{',' if len(values) == 1 else ''})"
+
+
+def _pad(expr: str, spatial: list[Axis], extra: Callable[[Axis], tuple[int, int]]) -> str:
+    """``F.pad`` of the trailing spatial axes by ``extra(axis)`` = (left, right), if any is non-zero."""
+    pads = [p for axis in reversed(spatial) for p in extra(axis)]
+    return f"torch.nn.functional.pad({expr}, {_tuple(pads)})" if any(pads) else expr
+
+
+def _layout(program: Program, data: Factor, kernel: Factor | None, spatial_of: str, result: tuple[str, ...], axes: dict[str, Axis]):
+    """Match ``data[n, (g c), s1..sD]`` and ``kernel[(g d), c, k1..kD]`` (``spatial_of`` names which
+    pattern leg, "i" or "o", the data carries); returns (n, g, c, d, ordered axes) or None."""
+    if len(data.axes) < 3 or len(data.axes[0]) != 1:
+        return None
+    n = data.axes[0][0]
+    channels = _channels(data.axes[1])
+    if channels is None:
+        return None
+    g, c = channels
+    by_leg = {getattr(a, spatial_of): a for a in axes.values()}
+    ordered = []
+    for axis in data.axes[2:]:
+        if len(axis) != 1 or axis[0] not in by_leg:
+            return None
+        ordered.append(by_leg[axis[0]])
+    if len(ordered) != len(axes) or not 1 <= len(ordered) <= 3:
+        return None
+    d = None
+    if kernel is not None:
+        out = _channels(kernel.axes[0]) if kernel.axes else None
+        if out is None or out[0] != g or len(kernel.axes) != 2 + len(ordered) or kernel.axes[1] != (c,):
+            return None
+        d = out[1]
+        if [a[0] if len(a) == 1 else None for a in kernel.axes[2:]] != [a.k for a in ordered]:
+            return None
+    legs = [n, g, c, d] + [leg for a in ordered for leg in (a.i, a.o, a.k)]
+    used = [leg for leg in legs if leg is not None]
+    if len(set(used)) != len(used):
+        return None
+    return n, g, c, d, ordered
+
+
+def _group_count(program: Program, g: str | None) -> int | None:
+    return 1 if g is None else _concrete(program, program.size(g))
+
+
+def native(program: Program, factors: list[Factor], result: tuple[str, ...], name: Callable[[Factor], str], temp: Callable[[], str], show: Show) -> Native | None:
+    """A native PyTorch call for the whole product, or None."""
+    found = _spatial(program, factors)
+    if found is None:
+        return None
+    others, axes = found
+    for matcher in (_forward, _input_vjp, _weight_vjp, _unfold, _pool):
+        call = matcher(program, others, axes, result, name, temp, show)
+        if call is not None:
+            return call
+    return None
+
+
+def _conv_args(ordered: list[Axis], groups: int, padding: bool = False) -> str:
+    """Keyword arguments of a native convolution; ``padding`` passes symmetric padding along."""
+    pads = f"padding={_tuple(a.pads[0] for a in ordered)}, " if padding else ""
+    return (
+        f"stride={_tuple(a.spec.stride for a in ordered)}, {pads}dilation={_tuple(a.spec.dilation for a in ordered)}, "
+        f"groups={groups}"
+    )
+
+
+def _padded_input(expr: str, ordered: list[Axis]) -> tuple[str, bool]:
+    """The input, padded with F.pad only where the padding is asymmetric (else the kernel pads)."""
+    if all(a.pads[0] == a.pads[1] for a in ordered):
+        return expr, True
+    return _pad(expr, ordered, lambda a: a.pads), False
+
+
+def _forward(program, others, axes, result, name, temp, show) -> Native | None:
+    """Y[n, (g d), o..] = X[n, (g c), i..] * P.. * W[(g d), c, k..]: F.conv{D}d."""
+    if len(others) != 2:
+        return None
+    for data, kernel in (others, others[::-1]):
+        layout = _layout(program, data, kernel, "i", result, axes)
+        if layout is None:
+            continue
+        n, g, c, d, ordered = layout
+        if list(result) != [n] + ([g] if g else []) + [d] + [a.o for a in ordered]:
+            continue
+        groups = _group_count(program, g)
+        if groups is None:
+            return None
+        dims = len(ordered)
+        x, symmetric = _padded_input(name(data), ordered)
+        value = temp()
+        lines = [f"{value} = torch.nn.functional.conv{dims}d({x}, {name(kernel)}, {_conv_args(ordered, groups, symmetric)})"]
+        if g:
+            lines.append(f"{value} = {value}.unflatten(1, ({groups}, -1))")
+        return Native(lines, value, f"native conv{dims}d: the product is exactly a convolution of {data.tensor} with {kernel.tensor}")
+    return None
+
+
+def _input_vjp(program, others, axes, result, name, temp, show) -> Native | None:
+    """Y[n, (g c), i..] = V[n, (g d), o..] * P.. * W[(g d), c, k..]: a transpose convolution."""
+    if len(others) != 2:
+        return None
+    for data, kernel in (others, others[::-1]):
+        layout = _layout(program, data, None, "o", result, axes)
+        if layout is None:
+            continue
+        n, g, _, _, ordered = layout
+        # kernel[(g d), c, k..]: its first axis is the data's channel axis, its second the result's
+        if len(kernel.axes) != 2 + len(ordered) or kernel.axes[0] != data.axes[1] or len(kernel.axes[1]) != 1:
+            continue
+        c_leg = kernel.axes[1][0]
+        if [a[0] if len(a) == 1 else None for a in kernel.axes[2:]] != [a.k for a in ordered]:
+            continue
+        if list(result) != [n] + ([g] if g else []) + [c_leg] + [a.i for a in ordered]:
+            continue
+        groups = _group_count(program, g)
+        if groups is None:
+            return None
+        dims = len(ordered)
+        value = temp()
+        lines = [f"{value} = torch.nn.functional.conv_transpose{dims}d({name(data)}, {name(kernel)}, {_conv_args(ordered, groups)})"]
+        for position, a in enumerate(ordered):  # the full transpose covers left padding + I (+ more)
+            I, O, K = a.sizes
+            full = (O - 1) * a.spec.stride + a.spec.dilation * (K - 1) + 1
+            left = a.pads[0]
+            if full < left + I:
+                lines.append(f"{value} = torch.nn.functional.pad({value}, {_tuple([0, 0] * (dims - 1 - position) + [0, left + I - full])})")
+            if left or full > left + I:
+                lines.append(f"{value} = {value}.narrow({2 + position}, {left}, {I})")
+        if g:
+            lines.append(f"{value} = {value}.unflatten(1, ({groups}, -1))")
+        return Native(lines, value, f"native conv_transpose{dims}d: the product is exactly the transpose convolution of {data.tensor} with {kernel.tensor}")
+    return None
+
+
+def _weight_vjp(program, others, axes, result, name, temp, show) -> Native | None:
+    """G[(g d), c, k..] = X[n, (g c), i..] * P.. * V[n, (g d), o..]: the weight gradient of a convolution."""
+    if len(others) != 2:
+        return None
+    for data, seed in (others, others[::-1]):
+        layout = _layout(program, data, None, "i", result, axes)
+        if layout is None:
+            continue
+        n, g, c, _, ordered = layout
+        if len(seed.axes) != 2 + len(ordered) or seed.axes[0] != (n,) or _channels(seed.axes[1]) is None:
+            continue
+        g_out, d = _channels(seed.axes[1])
+        if g_out != g or [a[0] if len(a) == 1 else None for a in seed.axes[2:]] != [a.o for a in ordered]:
+            continue
+        if list(result) != ([g] if g else []) + [d, c] + [a.k for a in ordered]:
+            continue
+        groups = _group_count(program, g)
+        if groups is None:
+            return None
+        dims = len(ordered)
+        x, symmetric = _padded_input(name(data), ordered)
+        shape = f"({name(seed)}.shape[1], {name(data)}.shape[1] // {groups}, {', '.join(str(a.sizes[2]) for a in ordered)})"
+        value = temp()
+        lines = [f"{value} = torch.nn.grad.conv{dims}d_weight({x}, {shape}, {name(seed)}, {_conv_args(ordered, groups, symmetric)})"]
+        if g:
+            lines.append(f"{value} = {value}.unflatten(0, ({groups}, -1))")
+        return Native(lines, value, f"native conv{dims}d weight gradient: the product is exactly the weight VJP of a convolution")
+    return None
+
+
+def _unfold(program, others, axes, result, name, temp, show) -> Native | None:
+    """U[n, (c k1 k2), (o1 o2)] = X[n, c, i1, i2] * P1 * P2: F.unfold (im2col)."""
+    if len(others) != 1 or len(axes) != 2:
+        return None
+    (data,) = others
+    layout = _layout(program, data, None, "i", result, axes)
+    if layout is None:
+        return None
+    n, g, c, _, ordered = layout
+    if g is not None or list(result) != [n, c] + [a.k for a in ordered] + [a.o for a in ordered]:
+        return None
+    value = temp()
+    x = _pad(name(data), ordered, lambda a: a.pads)
+    kernel = _tuple(a.sizes[2] for a in ordered)
+    lines = [
+        f"{value} = torch.nn.functional.unfold({x}, {kernel}, dilation={_tuple(a.spec.dilation for a in ordered)}, "
+        f"stride={_tuple(a.spec.stride for a in ordered)})",
+        f"{value} = {value}.reshape({name(data)}.shape[0], {name(data)}.shape[1], {', '.join(str(a.sizes[2]) for a in ordered)}, "
+        f"{', '.join(str(a.sizes[1]) for a in ordered)})",
+    ]
+    return Native(lines, value, "native unfold: the product is exactly im2col")
+
+
+def _pool(program, others, axes, result, name, temp, show) -> Native | None:
+    """S[n, c, o..] = X[n, c, i..] * P..: sum pooling, as average pooling times the window size."""
+    if len(others) != 1:
+        return None
+    (data,) = others
+    layout = _layout(program, data, None, "i", result, axes)
+    if layout is None:
+        return None
+    n, g, c, _, ordered = layout
+    if g is not None or list(result) != [n, c] + [a.o for a in ordered] or any(a.spec.dilation != 1 for a in ordered):
+        return None
+    if any(a.pads[0] > a.sizes[2] // 2 for a in ordered) or len(ordered) > 3:
+        return None
+    dims = len(ordered)
+    window = 1
+    for a in ordered:
+        window *= a.sizes[2]
+    symmetric = all(a.pads[0] == a.pads[1] for a in ordered)
+    x = name(data) if symmetric else _pad(name(data), ordered, lambda a: a.pads)
+    padding = _tuple(a.pads[0] if symmetric else 0 for a in ordered)
+    value = temp()
+    lines = [
+        f"{value} = {window} * torch.nn.functional.avg_pool{dims}d({x}, {_tuple(a.sizes[2] for a in ordered)}, "
+        f"stride={_tuple(a.spec.stride for a in ordered)}, padding={padding}, count_include_pad=True)"
+    ]
+    return Native(lines, value, f"native avg_pool{dims}d: the product is exactly sum pooling")
+
+
+def windowed(program: Program, factors: list[Factor], result: tuple[str, ...]) -> tuple[list[Factor], list[str]]:
+    """Contract every pattern whose input leg is summed and read only by plain axes of data
+    tensors through a window on those tensors; returns the new factors and the patterns lowered."""
+    factors = list(factors)
+    lowered = []
+    changed = True
+    while changed:
+        changed = False
+        for factor in factors:
+            if factor.kind is not Kind.PATTERN or len(factor.axes) != 3 or len(set(factor.legs)) != 3:
+                continue
+            spec = program.tensors[factor.tensor].pattern
+            i, o, k = factor.legs
+            if spec.summed or i in result:
+                continue
+            carriers = [f for f in factors if f is not factor and i in f.legs]
+            if not carriers or any(
+                f.kind in (Kind.PATTERN, Kind.DELTA) or f.legs.count(i) != 1 or (i,) not in [tuple(a) for a in f.axes if not isinstance(a, Window)]
+                for f in carriers
+            ):
+                continue
+            left = _concrete(program, spec.pads(program.size(k))[0])
+            if left is None:
+                continue
+            window = Window(o, k, spec.stride, spec.dilation, left)
+            factors = [
+                Factor(f.tensor, f.kind, tuple(window if not isinstance(a, Window) and tuple(a) == (i,) else a for a in f.axes)) if f in carriers else f
+                for f in factors
+                if f is not factor
+            ]
+            lowered.append(factor.tensor)
+            changed = True
+            break
+    return factors, lowered

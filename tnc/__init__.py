@@ -1,1 +1,28 @@
-"""tnc: a symbolic tensor-network compiler for convolutions and their derivatives."""
+"""tnc: a symbolic tensor-network compiler for convolutions and their derivatives.
+
+``tnc.load(path)`` and ``tnc.parse(text)`` give a :class:`tnc.api.Network` with ``derive``,
+``simplify``, ``to_einsum``, ``to_torch_source`` and ``to_module``. The heavy modules load on
+first use, so the ``tnc`` command starts fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tnc.api import Network, load, parse
+    from tnc.errors import TncError
+
+__all__ = ["Network", "TncError", "load", "parse"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("Network", "load", "parse"):
+        from tnc import api
+
+        return getattr(api, name)
+    if name == "TncError":
+        from tnc.errors import TncError
+
+        return TncError
+    raise AttributeError(f"module 'tnc' has no attribute {name!r}")

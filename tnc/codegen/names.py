@@ -31,7 +31,7 @@ class Namer:
 
     # Keywords, and the names generated code refers to at module level (builtins are fine as
     # parameter names, so an input called ``sum`` stays callable as ``sum=...``).
-    RESERVED = frozenset(keyword.kwlist) | {"torch", "functools", "self", "super", "tuple", "int", "ValueError"}
+    RESERVED = frozenset(keyword.kwlist) | {"torch", "self", "super", "tuple", "int", "ValueError", "getattr", "dict"}
 
     def __init__(self, reserved: Iterable[str] = ()) -> None:
         self.taken = set(self.RESERVED) | set(reserved)

@@ -38,13 +38,29 @@ MODULE_ATTRIBUTES = frozenset(
 )
 
 PRELUDE = '''
-@functools.lru_cache(maxsize=128)
+_CACHE: dict = {}  # patterns and constants, built once per sizes, device and dtype
+_compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)
+
+
+def _cached(key: tuple, build):
+    """``build()``, remembered under ``key`` (traced afresh under torch.compile)."""
+    if _compiling():
+        return build()
+    if key not in _CACHE:
+        _CACHE[key] = build()
+    return _CACHE[key]
+
+
 def _conv_pattern(I: int, O: int, K: int, stride: int, left: int, dilation: int, device, dtype) -> torch.Tensor:
     """The index pattern P[i, o, k] = 1 where i == stride*o + dilation*k - left, for 0 <= i < I."""
-    i = torch.arange(I, device=device).view(I, 1, 1)
-    o = torch.arange(O, device=device).view(1, O, 1)
-    k = torch.arange(K, device=device).view(1, 1, K)
-    return (i == stride * o + dilation * k - left).to(dtype)
+
+    def build() -> torch.Tensor:
+        i = torch.arange(I, device=device).view(I, 1, 1)
+        o = torch.arange(O, device=device).view(1, O, 1)
+        k = torch.arange(K, device=device).view(1, 1, K)
+        return (i == stride * o + dilation * k - left).to(dtype)
+
+    return _cached(("pattern", I, O, K, stride, left, dilation, device, dtype), build)
 
 
 def _expect(name: str, tensor: torch.Tensor, shape: tuple) -> None:
@@ -327,7 +343,6 @@ class TorchGenerator:
         out = self.lines.append
         out("")
         out("")
-        out("@functools.lru_cache(maxsize=16)")
         out(f"def _constant_{self.py(name)}(device, dtype) -> torch.Tensor:")
         out(f'    """{name}: it reads no data, so it is made once per device and dtype."""')
         args = []
@@ -337,7 +352,7 @@ class TorchGenerator:
                 args.append(self.pattern_call(tensor, "device", "dtype"))
             else:
                 args.append(f"_constant_{self.py(operand)}(device, dtype)")
-        out(f"    return _eval_{self.py(name)}({', '.join(args)})")
+        out(f'    return _cached(("{name}", device, dtype), lambda: _eval_{self.py(name)}({", ".join(args)}))')
 
     def emit_calls(self, order: list[str], indent: str, prefix: dict[str, str] | None = None, anchor: str | None = None) -> None:
         """Evaluate the defined tensors in order; an empty sum is made like ``anchor`` (an argument)."""
@@ -433,7 +448,7 @@ class TorchGenerator:
         free = [str(s) for s in self.free]
         if free:
             header += ["", f"Free sizes, read from the inputs' shapes: {', '.join(free)}."]
-        header += ['"""', "", "import functools", "", "import torch", "", ""]
+        header += ['"""', "", "import torch", "", ""]
         self.lines = header + PRELUDE.strip("\n").splitlines()
         for name in order:
             self.emit_eval(name)

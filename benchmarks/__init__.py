@@ -1,0 +1,1 @@
+"""The benchmark suite of tnc: ``make bench`` (see benchmarks/run.py)."""

@@ -1,0 +1,96 @@
+"""The Python API: load or parse a network, then derive, simplify and generate code in-process.
+
+    >>> import tnc
+    >>> net = tnc.load("examples/conv2d.tn")
+    >>> grad = net.derive("W", vjp="V").simplify()
+    >>> module = grad.to_module()            # a Python module: grad function + nn.Module
+    >>> source = grad.to_torch_source()      # the same, as text to paste into a project
+
+Every method returns a new :class:`Network`; the one it was called on is left unchanged.
+"""
+
+from __future__ import annotations
+
+import copy
+import types
+from pathlib import Path
+
+from tnc.ir.program import Program
+
+
+class Network:
+    """A checked ``.tn`` program (its IR is :attr:`program`) with the pipeline as methods."""
+
+    def __init__(self, program: Program, stem: str = "network", log: tuple = ()) -> None:
+        self.program = program
+        self.stem = stem
+        self.log = log  # the rewrites that made it, as ``tnc simplify --explain`` lists them
+
+    def __repr__(self) -> str:
+        return f"<tnc.Network {self.stem}: outputs {', '.join(self.program.outputs) or '(none)'}>"
+
+    def _copy(self) -> "Network":
+        return Network(copy.deepcopy(self.program), self.stem, self.log)
+
+    @property
+    def outputs(self) -> list[str]:
+        return list(self.program.outputs)
+
+    def derive(self, wrt: str, of: str | None = None, vjp: str | None = None, jvp: str | None = None) -> "Network":
+        """The derivative of ``of`` (default: the single output) with respect to ``wrt`` as the
+        only output: the Jacobian, or with ``vjp``/``jvp`` its product with that seed."""
+        from tnc.passes.derive import derive_program
+
+        result = self._copy()
+        derive_program(result.program, wrt, of, vjp, jvp)
+        return result
+
+    def simplify(self) -> "Network":
+        """The network after the rewrite passes; ``.log`` lists the rules applied."""
+        from tnc.passes.simplify import simplify
+
+        result = self._copy()
+        result.log = tuple(simplify(result.program))
+        return result
+
+    def to_tn(self) -> str:
+        from tnc.codegen.tn import to_tn
+
+        return to_tn(self.program)
+
+    def to_einsum(self, format: str = "text") -> str:
+        """Einsum equations, one per term (``format="json"`` for data)."""
+        from tnc.codegen.einsum import to_json, to_text
+
+        return to_json(self.program) if format == "json" else to_text(self.program)
+
+    def to_torch_source(self) -> str:
+        """The standalone PyTorch module as source text (imports torch and the standard library only)."""
+        from tnc.codegen.torch_module import to_torch_source
+
+        return to_torch_source(self.program, self.stem)
+
+    def to_module(self) -> types.ModuleType:
+        """The generated module, executed in-process: one function per output and the
+        ``nn.Module`` class; plain torch code, so ``torch.compile`` can trace it."""
+        module = types.ModuleType(f"tnc_generated_{self.stem}")
+        module.__file__ = f"<tnc: {self.stem}.py>"
+        exec(compile(self.to_torch_source(), module.__file__, "exec"), module.__dict__)
+        return module
+
+
+def parse(text: str, name: str = "<string>", sizes: dict[str, int] | None = None) -> Network:
+    """Parse and check ``.tn`` text; raises :class:`tnc.errors.TncError` with every error."""
+    from tnc.frontend import compile_source
+
+    stem = Path(name).stem if not name.startswith("<") else "network"
+    return Network(compile_source(text, name, sizes), stem)
+
+
+def load(path: str | Path, sizes: dict[str, int] | None = None) -> Network:
+    """Read and check a ``.tn`` file; ``sizes`` binds free sizes as ``--size`` does."""
+    path = Path(path)
+    return parse(path.read_text(encoding="utf-8"), str(path), sizes)
+
+
+__all__ = ["Network", "load", "parse"]

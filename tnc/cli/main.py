@@ -40,6 +40,18 @@ def build_parser() -> argparse.ArgumentParser:
     simplify.add_argument("-o", "--output", metavar="OUT", help="write here (atomically) instead of standard output")
     simplify.add_argument("--size", action="append", type=_size_binding, default=[], metavar="N=VALUE", help="bind a free size")
 
+    cost = commands.add_parser("cost", help="FLOPs and memory of every term, one-shot and planned, before and after simplification")
+    cost.add_argument("file", metavar="FILE", help="a .tn file, or - for standard input")
+    cost.add_argument("--size", action="append", type=_size_binding, default=[], metavar="N=VALUE", help="bind a free size")
+
+    draw = commands.add_parser("draw", help="draw the diagram of each output term as SVG, PNG or DOT")
+    draw.add_argument("file", metavar="FILE", help="a .tn file, or - for standard input")
+    draw.add_argument("-o", "--output", metavar="OUT", required=True, help="OUT.svg, OUT.png or OUT.dot")
+    draw.add_argument("--term", type=int, metavar="K", help="only term K (from 1) of each output")
+    draw.add_argument("--no-simplify", action="store_true", help="draw the network as written (the default)")
+    draw.add_argument("--simplify", action="store_true", help="draw the network after the rewrite passes")
+    draw.add_argument("--size", action="append", type=_size_binding, default=[], metavar="N=VALUE", help="bind a free size")
+
     derive = commands.add_parser("derive", help="differentiate a network: Jacobian, VJP or JVP, as a .tn file")
     derive.add_argument("file", metavar="FILE", help="a .tn file, or - for standard input")
     derive.add_argument("--wrt", required=True, metavar="A", help="the input or param to differentiate with respect to")
@@ -69,6 +81,12 @@ def run(args: argparse.Namespace) -> None:
         from tnc.report import describe
 
         write_output(describe(program), None)
+    elif args.command == "draw":
+        draw_program(program, args)
+    elif args.command == "cost":
+        from tnc.cost import cost_text
+
+        write_output(cost_text(program), None)
     elif args.command == "simplify":
         from tnc.codegen.tn import to_tn
         from tnc.passes.simplify import explain, simplify
@@ -88,6 +106,37 @@ def run(args: argparse.Namespace) -> None:
         write_output(to_tn(program, header), args.output)
     else:
         compile_program(program, args)
+
+
+def draw_program(program, args: argparse.Namespace) -> None:
+    """``tnc draw``: the suffix of ``-o`` picks the format; the file is written atomically."""
+    import os
+    import tempfile
+
+    from tnc.draw import render, to_dot
+
+    suffix = Path(args.output).suffix.lower()
+    if suffix not in (".svg", ".png", ".dot"):
+        raise UsageError(f"-o {args.output}: the diagram is written as .svg, .png or .dot")
+    if args.simplify:
+        from tnc.passes.simplify import simplify
+
+        simplify(program)
+    if suffix == ".dot":
+        write_output(to_dot(program, args.term), args.output)
+        return
+    target = Path(args.output)
+    fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent if str(target.parent) else ".")
+    os.close(fd)
+    try:
+        render(program, temporary, args.term)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, target)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
 
 
 def compile_program(program, args: argparse.Namespace) -> None:

@@ -539,8 +539,9 @@ class Checker:
                 mapping[leg] = plain
                 used.add(plain)
         axes = tuple(tuple(mapping.get(leg, leg) for leg in axis) for axis in network.axes)
+        cut = tuple(mapping.get(leg, leg) for leg in network.cut)
         network = Network(axes, [Term(t.coefficient, t.product.renamed(mapping)) for t in network.terms])
-        network = tidy(network, self.same_index_family, user)
+        network = Network(network.axes, tidy(network, self.same_index_family, user).terms, cut)
         tensor = self.declare_tensor(eq.name, Kind.DEFINED, eq.axes, eq.span)
         if tensor is None:
             return

@@ -165,6 +165,7 @@ class Network:
 
     axes: Axes
     terms: list[Term] = field(default_factory=list)
+    cut: tuple[str, ...] = ()  # result legs a derivative cut open (drawn in red); not printed
 
     @property
     def legs(self) -> tuple[str, ...]:

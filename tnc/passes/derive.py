@@ -8,6 +8,8 @@ variable contribute nothing, so a network that does not depend on it becomes the
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from tnc.ir.network import Axes, Factor, Kind, Network, Product, Term, Window, flatten
 from tnc.ir.program import Program
 from tnc.ir.validate import validate
@@ -52,7 +54,7 @@ def jacobian(program: Program, network: Network, wrt: str, fresh: Fresh) -> Netw
         raise DerivativeError(str(error)) from None
     new_axes = variable_axes(program, wrt, fresh)
     result = Network(network.axes + new_axes, _cut(program, expanded, wrt, new_axes))
-    return eliminate_deltas(program, result)
+    return replace(eliminate_deltas(program, result), cut=flatten(new_axes))
 
 
 def vjp(program: Program, network: Network, wrt: str, seed: str, fresh: Fresh) -> Network:
@@ -61,7 +63,7 @@ def vjp(program: Program, network: Network, wrt: str, seed: str, fresh: Fresh) -
     own = full.axes[: len(network.axes)]
     seed_factor = Factor(seed, program.tensors[seed].kind, own)
     terms = [Term(t.coefficient, Product(t.product.factors + [seed_factor])) for t in full.terms]
-    return eliminate_deltas(program, Network(full.axes[len(network.axes) :], terms))
+    return replace(eliminate_deltas(program, Network(full.axes[len(network.axes) :], terms)), cut=full.cut)
 
 
 def jvp(program: Program, network: Network, wrt: str, seed: str, fresh: Fresh) -> Network:
@@ -108,7 +110,7 @@ def derive_program(program: Program, wrt: str, of: str | None = None, vjp_seed: 
     while name in program.tensors:
         name, number = f"{base}_{number}", number + 1
     sizes = program.index_sizes
-    result = tidy(result, lambda a, b: a in sizes and sizes[a] == sizes[b])
+    result = replace(tidy(result, lambda a, b: a in sizes and sizes[a] == sizes[b]), cut=result.cut)
     program.tensors[name] = Tensor(name, Kind.DEFINED, result.axes)
     program.definitions[name] = result
     program.outputs = [name]

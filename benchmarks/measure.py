@@ -1,0 +1,105 @@
+"""Timing and memory measurement.
+
+Time: ``time.perf_counter`` around one call; warm-up calls first, then the methods of one
+(layer, operation) are called in turns (round-robin, the order rotating each round) so that they
+see the same machine state, and each method's time is the median of its rounds. The number of
+rounds adapts to the cost: at most ``repeats``, at least ``min_repeats``, and no more than fits a
+time budget per (layer, operation). ``torch.set_num_threads`` is left at its default.
+
+Memory: one call under ``torch.profiler.profile(profile_memory=True)``; the allocation events of
+the CPU allocator (each with its signed size) are ordered by time and summed; the peak of that
+running sum is the extra memory of the call: everything it allocated and held at the same time,
+its result included, beyond the tensors that existed before the call. Scratch memory that oneDNN
+or the BLAS library take outside PyTorch's allocator is not seen.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import statistics
+import sys
+import time
+from typing import Callable
+
+
+def once(fn: Callable) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def time_methods(
+    methods: dict[str, Callable],
+    repeats: int,
+    min_repeats: int,
+    warmup: int,
+    budget: float,
+    slow: float = 20.0,
+) -> tuple[dict[str, float], dict[str, int]]:
+    """Median seconds per method and the number of timed calls each got.
+
+    A method whose warm-up call takes more than ``slow`` seconds is timed by that call alone.
+    """
+    estimate: dict[str, float] = {}
+    for name, fn in methods.items():
+        for _ in range(max(1, warmup)):
+            estimate[name] = once(fn)
+            if estimate[name] > slow:
+                break
+    timed = {name: fn for name, fn in methods.items() if estimate[name] <= slow}
+    per_round = sum(estimate[name] for name in timed) or 1e-9
+    rounds = max(min_repeats, min(repeats, int(budget / per_round)))
+    samples: dict[str, list[float]] = {name: [] for name in timed}
+    names = list(timed)
+    for r in range(rounds if timed else 0):
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            samples[name].append(once(timed[name]))
+    medians = {name: statistics.median(samples[name]) if name in timed else estimate[name] for name in methods}
+    counts = {name: len(samples[name]) if name in timed else 1 for name in methods}
+    return medians, counts
+
+
+@contextlib.contextmanager
+def _quiet():
+    """The profiler prints start/stop lines on the C++ side; keep them out of the output."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(2), os.dup(1)
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 2)
+        os.dup2(null.fileno(), 1)
+        try:
+            yield
+        finally:
+            os.dup2(saved[0], 2)
+            os.dup2(saved[1], 1)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def peak_memory(fn: Callable) -> int:
+    """Peak extra bytes the CPU allocator held during one call of ``fn`` (result included)."""
+    from torch._C._profiler import _EventType
+    from torch.profiler import ProfilerActivity, profile
+
+    logging.getLogger("torch.profiler").setLevel(logging.ERROR)
+    with _quiet(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        result = fn()
+        del result
+    events = []
+    stack = list(prof.profiler.kineto_results.experimental_event_tree())
+    while stack:
+        node = stack.pop()
+        if node.tag == _EventType.Allocation and node.extra_fields.device.type == "cpu":
+            events.append((node.start_time_ns, node.extra_fields.alloc_size))
+        stack.extend(node.children)
+    events.sort()
+    current = peak = 0
+    for _, size in events:
+        current += size
+        peak = max(peak, current)
+    return peak

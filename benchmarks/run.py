@@ -1,0 +1,266 @@
+"""The benchmark driver: ``make bench``, or ``python -m benchmarks.run [options]``.
+
+For every layer of benchmarks/layers.py and every operation (forward, input VJP, weight VJP, KFC,
+KFAC-reduce) it compiles tnc's program with the Python API, checks the generated function against
+the baselines of benchmarks/baselines.py, and times and measures both (and einconv, when
+installed) in this process. It then measures tnc's compile time per example file and the
+first-call overhead of generated modules, and writes benchmarks/results.json, results.md and one
+plot per operation. Exit status 1 when a tnc result does not match its baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import types
+from pathlib import Path
+
+import torch
+
+from benchmarks.baselines import BASELINE_NAME, baseline, einconv_available, einconv_fn, make_tensors
+from benchmarks.layers import select
+from benchmarks.measure import once, peak_memory, time_methods
+from benchmarks.networks import OPERATIONS, compile_op
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+RTOL = 1e-4  # float32: relative to the largest entry of the reference
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch", type=int, default=8, help="batch size N (default 8)")
+    parser.add_argument("--layers", help="comma-separated layer ids, net names or classes (default: all)")
+    parser.add_argument("--ops", default=",".join(OPERATIONS), help=f"comma-separated operations (default: {','.join(OPERATIONS)})")
+    parser.add_argument("--repeats", type=int, default=15, help="at most this many timed calls per method (default 15)")
+    parser.add_argument("--min-repeats", type=int, default=5, help="at least this many timed calls per method (default 5)")
+    parser.add_argument("--warmup", type=int, default=2, help="warm-up calls per method (default 2)")
+    parser.add_argument("--budget", type=float, default=2.5, help="seconds of timed calls per layer and operation, all methods (default 2.5)")
+    parser.add_argument("--scale", type=float, default=1.0, help="scale the spatial input sizes (default 1: the real sizes)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: half the spatial sizes, batch 2, 3 timed calls, no einconv")
+    parser.add_argument("--no-einconv", action="store_true", help="skip the einconv baseline even when installed")
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
+    parser.add_argument("--out", default=str(HERE), help="folder for results.json, results.md and the plots (default benchmarks/)")
+    parser.add_argument("--dump", metavar="DIR", help="also write every .tn program and generated module to DIR")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.scale, args.batch, args.repeats, args.min_repeats, args.warmup, args.no_einconv = 0.5, 2, 3, 3, 1, True
+    unknown = set(args.ops.split(",")) - set(OPERATIONS)
+    if unknown:
+        parser.error(f"--ops: unknown {', '.join(sorted(unknown))}")
+    return args
+
+
+def relative_error(result: torch.Tensor, reference: torch.Tensor) -> float:
+    scale = reference.abs().max().item() or 1.0
+    return (result.double() - reference.double()).abs().max().item() / scale
+
+
+def matches(result: torch.Tensor, reference: torch.Tensor) -> tuple[bool, float, str]:
+    """allclose with float32 tolerances (relative to the largest entry); shapes must agree."""
+    if result.shape != reference.shape:
+        if result.numel() == reference.numel() and reference.shape[0] == 1 and tuple(result.shape) == tuple(reference.shape[1:]):
+            result = result.reshape(reference.shape)  # one group: tnc's A has no group axis
+        else:
+            return False, float("inf"), f"shape {tuple(result.shape)} != {tuple(reference.shape)}"
+    scale = reference.abs().max().item()
+    ok = torch.allclose(result, reference, rtol=RTOL, atol=RTOL * scale)
+    return ok, relative_error(result, reference), ""
+
+
+def strategy(source: str) -> str:
+    """How the generated function computes the output: the strategy comments of its terms."""
+    found = []
+    for line in source.splitlines():
+        line = line.strip()
+        if line.startswith("# term") and "strategy" in line:
+            text = line.split("strategy", 1)[1].strip(" :")
+            found.append(text.split(":")[0].strip())
+        elif line.startswith("# term") and "path [" in line and not any("window" in f for f in found[-1:]):
+            found.append("einsum")
+    constants = sorted({line.split("_constant_")[1].split("(")[0] for line in source.splitlines() if "= _constant_" in line})
+    if "_cached((\"C_" in source or constants:
+        found.append("constants " + ",".join(constants) if constants else "constant pattern products")
+    return "; ".join(dict.fromkeys(found)) or "?"
+
+
+def duplicate_steps(source: str) -> int:
+    """Contraction steps of the generated code that repeat an earlier one exactly (same equation, same operands)."""
+    seen, repeats = set(), 0
+    for line in source.splitlines():
+        line = line.strip()
+        if "torch.einsum(" in line and "=" in line:
+            call = line.split("=", 1)[1].split("#")[0].strip()
+            repeats += call in seen
+            seen.add(call)
+    return repeats
+
+
+def fresh_first_call(source: str, function: str, parameters: list[str], tensors: dict, name: str) -> float:
+    """The first call of a freshly executed generated module (its caches empty; torch warm)."""
+    module = types.ModuleType(name)
+    exec(compile(source, f"<tnc {name}>", "exec"), module.__dict__)
+    fn = getattr(module, function)
+    return once(lambda: fn(**{p: tensors[p] for p in parameters}))
+
+
+def bench_layer_op(layer, op, tensors, args, use_einconv: bool, dump: Path | None) -> dict:
+    compiled = compile_op(layer, op, args.batch)
+    if dump:
+        stem = f"layer{layer.id}_{op}"
+        (dump / f"{stem}.tn").write_text(compiled.text)
+        (dump / f"{stem}.py").write_text(compiled.source)
+    base_name = BASELINE_NAME[op]
+    methods = {"tnc": lambda: compiled(tensors), base_name: baseline(layer, op, tensors)}
+    record = {
+        "layer": layer.id, "net": layer.net, "module": layer.module, "kind": layer.kind, "config": layer.describe(),
+        "op": op, "baseline": base_name, "compile_s": compiled.seconds, "strategy": strategy(compiled.source),
+        "duplicate_steps": duplicate_steps(compiled.source), "ok": False,
+    }
+    reference = methods[base_name]()
+    start = time.perf_counter()
+    result = methods["tnc"]()
+    record["first_call_cold_s"] = time.perf_counter() - start
+    ok, error, why = matches(result, reference)
+    record.update(ok=ok, rel_error=error, mismatch=why or (None if ok else f"max error {error:.2e} of the largest entry"))
+    if use_einconv:
+        try:
+            methods["einconv"] = einconv_fn(layer, op, tensors)
+            e_ok, e_error, e_why = matches(methods["einconv"](), reference)
+            record["einconv_ok"], record["einconv_rel_error"] = e_ok, e_error
+            if not e_ok:
+                record["einconv_note"] = f"einconv disagrees with {base_name}: {e_why or f'{e_error:.2e}'}; not timed"
+                del methods["einconv"]
+        except Exception as error:  # noqa: BLE001 - einconv failing is noted, not fatal
+            record["einconv_note"] = f"einconv failed: {type(error).__name__}: {error}"
+            methods.pop("einconv", None)
+    del result, reference
+    if not ok:
+        return record
+    medians, counts = time_methods(methods, args.repeats, args.min_repeats, args.warmup, args.budget)
+    record["time_s"], record["calls"] = medians, counts
+    if not args.no_memory:
+        record["memory_bytes"] = {name: peak_memory(fn) for name, fn in methods.items()}
+    first = fresh_first_call(compiled.source, compiled.function.__name__, compiled.parameters, tensors, f"fresh{layer.id}_{op}")
+    record["first_call_s"] = first
+    record["first_call_overhead_s"] = first - medians["tnc"]
+    return record
+
+
+def bench_compile() -> list[dict]:
+    """``tnc compile FILE --target torch -o OUT`` in process, per example file: parse to written module."""
+    from tnc.cli.main import main as tnc_main
+
+    rows = []
+    examples = sorted((ROOT / "examples").glob("*.tn"))
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "module.py"
+        with contextlib.redirect_stderr(io.StringIO()):
+            tnc_main(["compile", str(examples[0]), "--target", "torch", "-o", str(out)])  # imports, once
+        for path in examples:
+            times, status = [], 0
+            for _ in range(3):
+                start = time.perf_counter()
+                with contextlib.redirect_stderr(io.StringIO()) as err:
+                    status = tnc_main(["compile", str(path), "--target", "torch", "-o", str(out)])
+                times.append(time.perf_counter() - start)
+            rows.append({"file": f"examples/{path.name}", "first_s": times[0], "median_s": statistics.median(times), "status": status,
+                         "error": err.getvalue().strip()[:200] if status else None})
+    return rows
+
+
+def environment(args, einconv_version) -> dict:
+    cpu = platform.processor() or "?"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    memory = "?"
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        kb = int(Path("/proc/meminfo").read_text().split("MemTotal:")[1].split()[0])
+        memory = f"{kb / 2**20:.0f} GiB"
+    return {
+        "cpu": cpu, "cores": os.cpu_count(), "memory": memory, "platform": platform.platform(),
+        "python": platform.python_version(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "einconv": einconv_version, "batch": args.batch, "scale": args.scale, "repeats": args.repeats,
+        "min_repeats": args.min_repeats, "warmup": args.warmup, "budget_s": args.budget, "quick": args.quick,
+        "memory_measured": not args.no_memory, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    torch.manual_seed(0)
+    layers = [layer.scaled(args.scale) for layer in select(args.layers)]
+    ops = args.ops.split(",")
+    einconv_version = None if args.no_einconv else einconv_available()
+    dump = Path(args.dump) if args.dump else None
+    if dump:
+        dump.mkdir(parents=True, exist_ok=True)
+    env = environment(args, einconv_version)
+    print(f"tnc benchmark: {len(layers)} layers x {len(ops)} operations, batch {args.batch}, "
+          f"{'real spatial sizes' if args.scale == 1 else f'spatial sizes x{args.scale}'}, torch {torch.__version__} "
+          f"({torch.get_num_threads()} threads), einconv {einconv_version or 'not used'}", flush=True)
+    records = []
+    for layer in layers:
+        tensors = make_tensors(layer, args.batch)
+        for op in ops:
+            record = bench_layer_op(layer, op, tensors, args, einconv_version is not None, dump)
+            records.append(record)
+            print(progress_line(record), flush=True)
+        del tensors
+    print("compile time per example file ...", flush=True)
+    compile_rows = bench_compile()
+    env["duration_s"] = time.perf_counter() - started
+    results = {"environment": env, "records": records, "compile": compile_rows}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
+
+    from benchmarks.report import summary_table, write_markdown
+
+    plots = []
+    try:
+        from benchmarks.plot import plot_all
+
+        plots = plot_all(results, out)
+    except ImportError as error:
+        print(f"no plots: {error} (install the bench extra: pip install -e '.[bench]')", file=sys.stderr)
+    write_markdown(results, out / "results.md", plots)
+    print()
+    print(summary_table(results))
+    print(f"\nwrote {out / 'results.md'}, {out / 'results.json'}" + (f" and {len(plots)} plots" if plots else "")
+          + f" in {env['duration_s']:.0f} s")
+    failures = [r for r in records if not r["ok"]]
+    for r in failures:
+        print(f"MISMATCH layer {r['layer']} {r['op']}: {r['mismatch']}", file=sys.stderr)
+    bad_compiles = [r for r in compile_rows if r["status"]]
+    for r in bad_compiles:
+        print(f"COMPILE FAILED {r['file']}: {r['error']}", file=sys.stderr)
+    return 1 if failures or bad_compiles else 0
+
+
+def progress_line(r: dict) -> str:
+    head = f"  {r['layer']:>4} {r['net'] + '.' + r['module']:<40.40} {r['op']:<12}"
+    if not r["ok"]:
+        return f"{head} MISMATCH: {r['mismatch']}"
+    t = r["time_s"]
+    base = r["baseline"]
+    text = f"{head} tnc {t['tnc'] * 1e3:9.2f} ms  {base} {t[base] * 1e3:9.2f} ms  ratio {t['tnc'] / t[base]:6.2f}"
+    if "einconv" in t:
+        text += f"  einconv {t['einconv'] * 1e3:9.2f} ms ({t['tnc'] / t['einconv']:5.2f})"
+    return text
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,731 @@
+"""The lowering strategies of the PyTorch target (tnc.codegen.lowering, tnc.codegen.views).
+
+Every case is compiled twice: with the strategies (``native``, ``window``) and as the dense
+reference (``strategies=()``, which multiplies by the 0/1 pattern tensors). Both are compared,
+in float64, with an independent PyTorch computation (F.conv*d, F.conv_transpose*d, torch.func,
+F.unfold, F.avg_pool*d, F.fold, or plain Python loops), and the generated source must name the
+strategy the case is meant to take, so that a silent fallback to einsum is noticed.
+"""
+
+from __future__ import annotations
+
+import inspect
+import itertools
+import math
+import random
+import re
+import types
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tnc.codegen.torch_module import to_torch_source
+from tnc.frontend import compile_source
+from tnc.passes.derive import derive_program
+
+TOL = dict(atol=1e-10, rtol=1e-10)
+DT = torch.float64
+STRATEGIES = ("native", "window")
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+# --------------------------------------------------------------------------- helpers
+def build(text: str, strategies=STRATEGIES, sizes=None, derive=None):
+    """Compile ``text`` (optionally derive), generate the module and exec it: (source, module, output name)."""
+    program = compile_source(text, "case.tn", sizes or {})
+    if derive is not None:
+        derive_program(program, **derive)
+    (output,) = program.outputs
+    source = to_torch_source(program, "case", strategies=strategies)
+    module = types.ModuleType("tnc_generated_lowering_case")
+    exec(compile(source, "<lowering case>", "exec"), module.__dict__)
+    return source, module, output
+
+
+def call(module, name: str, args: dict, **sizes):
+    """Call the public function ``name`` with the keyword arguments it takes."""
+    function = getattr(module, name)
+    accepted = inspect.signature(function).parameters
+    missing = [a for a in accepted if a not in args and a not in sizes]
+    assert not missing, f"{name} wants {missing}"
+    return function(**{k: v for k, v in args.items() if k in accepted}, **sizes)
+
+
+STRATEGY_RE = re.compile(r"# term (\d+): .*?strategy (native [^:]*|window):")
+TERM_RE = re.compile(r"# term (\d+): ")
+
+
+def strategies_of(source: str, tensor: str) -> dict[int, str]:
+    """The strategy each term of ``_eval_<tensor>`` took: 'native convNd', 'window' or 'einsum'."""
+    lines = source.splitlines()
+    start = next(n for n, line in enumerate(lines) if line.startswith(f"def _eval_{tensor}("))
+    found: dict[int, str] = {}
+    for line in lines[start + 1 :]:
+        if line.startswith("def ") or line.startswith("class ") or line.startswith("@"):
+            break
+        match = STRATEGY_RE.search(line)
+        if match:
+            found[int(match.group(1))] = match.group(2)
+            continue
+        match = TERM_RE.search(line)
+        if match:
+            found.setdefault(int(match.group(1)), "einsum")
+    return found
+
+
+def check(text: str, args: dict, reference: torch.Tensor, expected: str | list[str], sizes=None, derive=None, call_sizes=None):
+    """Strategies and dense reference both equal ``reference``; the terms took ``expected``."""
+    source, module, output = build(text, STRATEGIES, sizes, derive)
+    _, dense, _ = build(text, (), sizes, derive)
+    expected = [expected] if isinstance(expected, str) else expected
+    taken = strategies_of(source, output)
+    assert [taken[n] for n in sorted(taken)] == expected, f"strategies {taken}, expected {expected}\n{source}"
+    got = call(module, output, args, **(call_sizes or {}))
+    ref_dense = call(dense, output, args, **(call_sizes or {}))
+    assert got.shape == reference.shape, (got.shape, reference.shape)
+    torch.testing.assert_close(ref_dense, reference, **TOL)
+    torch.testing.assert_close(got, reference, **TOL)
+    return source
+
+
+def rand(*shape, seed: int = 0) -> torch.Tensor:
+    return torch.randn(*shape, dtype=DT, generator=torch.Generator().manual_seed(seed))
+
+
+# --------------------------------------------------------------------------- random convolutions
+@dataclass(frozen=True)
+class Ax:
+    I: int
+    K: int
+    S: int
+    Dl: int
+    pad: object  # int, "same" or (left, right)
+
+    @property
+    def pads(self) -> tuple[int, int]:
+        if self.pad == "same":
+            total = self.Dl * (self.K - 1)
+            return total // 2, total - total // 2
+        if isinstance(self.pad, tuple):
+            return self.pad
+        return self.pad, self.pad
+
+    @property
+    def O(self) -> int:
+        left, right = self.pads
+        return (self.I + left + right - self.Dl * (self.K - 1) - 1) // self.S + 1
+
+    def text(self) -> str:
+        args = []
+        if self.S != 1:
+            args.append(f"stride={self.S}")
+        if self.pad == "same":
+            args.append("padding=same")
+        elif isinstance(self.pad, tuple):
+            args.append(f"padding=({self.pad[0]}, {self.pad[1]})")
+        elif self.pad:
+            args.append(f"padding={self.pad}")
+        if self.Dl != 1:
+            args.append(f"dilation={self.Dl}")
+        return f"conv({', '.join(args)})"
+
+    def tag(self) -> str:
+        pad = self.pad if not isinstance(self.pad, tuple) else f"{self.pad[0]}:{self.pad[1]}"
+        return f"I{self.I}K{self.K}s{self.S}d{self.Dl}p{pad}"
+
+
+@dataclass(frozen=True)
+class Conv:
+    axes: tuple[Ax, ...]
+    G: int
+    C: int
+    D: int
+    N: int
+    grouped: bool  # write the channels as (g c) even when G = 1
+    free_n: bool  # leave the batch size free (read from the shapes)
+
+    @property
+    def dims(self) -> int:
+        return len(self.axes)
+
+    def tag(self) -> str:
+        layout = "gc" if self.grouped else "c"
+        return f"{self.dims}d-G{self.G}{layout}-C{self.C}D{self.D}N{self.N}{'free' if self.free_n else ''}-" + "-".join(a.tag() for a in self.axes)
+
+    def flat_pads(self) -> tuple[int, ...]:
+        return tuple(p for a in reversed(self.axes) for p in a.pads)
+
+    def header(self) -> str:
+        r = range(1, self.dims + 1)
+        lines = [f"size N{'' if self.free_n else f' = {self.N}'}", f"size G = {self.G}, C = {self.C}, D = {self.D}"]
+        lines.append("index n: N, g: G, c: C, d: D")
+        lines.append("index " + ", ".join(f"i{j}: {a.I}, k{j}: {a.K}" for j, a in zip(r, self.axes)))
+        return "\n".join(lines) + "\n"
+
+    def patterns(self, primed: str = "") -> str:
+        return "".join(f"pattern P{j}[i{j}, o{j}, k{j}] = {a.text()}\n" for j, a in enumerate(self.axes, start=1))
+
+    def legs(self, letter: str, prime: str = "") -> str:
+        return ", ".join(f"{letter}{j}{prime}" for j in range(1, self.dims + 1))
+
+    def pattern_factors(self, prime: str = "", o_prime: str = "") -> str:
+        return " * ".join(f"P{j}[i{j}{prime}, o{j}{o_prime}, k{j}{prime}]" for j in range(1, self.dims + 1))
+
+    def conv_text(self) -> str:
+        cx, cw, cy = ("(g c)", "(g d)", "(g d)") if self.grouped else ("c", "d", "d")
+        return (
+            self.header()
+            + f"input X[n, {cx}, {self.legs('i')}]\n"
+            + f"param W[{cw}, c, {self.legs('k')}]\n"
+            + self.patterns()
+            + f"output Y[n, {cy}, {self.legs('o')}] = X[n, {cx}, {self.legs('i')}] * {self.pattern_factors()} * W[{cw}, c, {self.legs('k')}]\n"
+        )
+
+    def tensors(self, seed: int) -> dict[str, torch.Tensor]:
+        X = rand(self.N, self.G * self.C, *(a.I for a in self.axes), seed=seed)
+        W = rand(self.G * self.D, self.C, *(a.K for a in self.axes), seed=seed + 1)
+        V = rand(self.N, self.G * self.D, *(a.O for a in self.axes), seed=seed + 2)
+        return dict(X=X, W=W, V=V)
+
+    def torch_conv(self, X: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
+        conv = (F.conv1d, F.conv2d, F.conv3d)[self.dims - 1]
+        return conv(F.pad(X, self.flat_pads()), W, stride=tuple(a.S for a in self.axes), dilation=tuple(a.Dl for a in self.axes), groups=self.G)
+
+
+def random_axis(rng: random.Random, max_input: int) -> Ax:
+    K = rng.randint(1, 4)
+    Dl = rng.choice([1, 1, 2, 3])
+    kind = rng.choice(["int", "same", "pair"])
+    S = 1 if kind == "same" else rng.choice([1, 2, 3])
+    pad = rng.randint(0, 2) if kind == "int" else "same" if kind == "same" else (rng.randint(0, 3), rng.randint(0, 3))
+    axis = Ax(1, K, S, Dl, pad)
+    left, right = axis.pads
+    least = max(1, Dl * (K - 1) + 1 - left - right)
+    return Ax(rng.randint(least, max(least, max_input)), K, S, Dl, pad)
+
+
+def random_conv(seed: int, dims: int, G: int) -> Conv:
+    rng = random.Random(seed)
+    axes = tuple(random_axis(rng, (11, 8, 6)[dims - 1]) for _ in range(dims))
+    return Conv(axes, G, rng.randint(1, 3), rng.randint(1, 3), rng.randint(1, 3), grouped=G > 1 or rng.random() < 0.5, free_n=rng.random() < 0.3)
+
+
+def conv_cases(kind: str, count: int, base: int) -> list:
+    cases = []
+    for n in range(count):
+        dims, G = 1 + n % 3, 1 + (n // 3) % 3
+        conv = random_conv(base + n, dims, G)
+        cases.append(pytest.param(conv, base + n, id=f"{kind}{n}-{conv.tag()}"))
+    return cases
+
+
+# A few fixed corners besides the random ones: same with an even kernel (asymmetric), a pair
+# padding larger than the kernel, a 1x1 kernel with stride, a transpose whose full output is
+# shorter than left padding + I.
+FIXED = [
+    Conv((Ax(7, 4, 1, 1, "same"), Ax(6, 3, 1, 2, "same")), 2, 2, 3, 2, True, False),
+    Conv((Ax(5, 2, 2, 1, (3, 0)),), 3, 1, 2, 2, True, True),
+    Conv((Ax(6, 1, 3, 1, 0), Ax(5, 1, 2, 1, (0, 1)), Ax(4, 2, 1, 3, 2)), 1, 2, 2, 1, False, False),
+    Conv((Ax(8, 3, 2, 1, 0), Ax(9, 3, 2, 1, (1, 0))), 1, 2, 2, 2, False, False),
+]
+FIXED_CASES = [pytest.param(c, 900 + n, id=f"fixed{n}-{c.tag()}") for n, c in enumerate(FIXED)]
+
+
+@pytest.mark.parametrize(("conv", "seed"), conv_cases("fwd", 12, 100) + FIXED_CASES)
+def test_forward_convolution_is_native(conv: Conv, seed: int) -> None:
+    t = conv.tensors(seed)
+    check(conv.conv_text(), t, conv.torch_conv(t["X"], t["W"]), f"native conv{conv.dims}d")
+
+
+@pytest.mark.parametrize(("conv", "seed"), conv_cases("ivjp", 12, 200) + FIXED_CASES)
+def test_input_vjp_is_a_native_transpose_convolution(conv: Conv, seed: int) -> None:
+    t = conv.tensors(seed)
+    _, pullback = torch.func.vjp(lambda x: conv.torch_conv(x, t["W"]), t["X"])
+    (reference,) = pullback(t["V"])
+    check(conv.conv_text(), t, reference, f"native conv_transpose{conv.dims}d", derive=dict(wrt="X", vjp_seed="V"))
+
+
+@pytest.mark.parametrize(("conv", "seed"), conv_cases("wvjp", 12, 300) + FIXED_CASES)
+def test_weight_vjp_is_native(conv: Conv, seed: int) -> None:
+    t = conv.tensors(seed)
+    _, pullback = torch.func.vjp(lambda w: conv.torch_conv(t["X"], w), t["W"])
+    (reference,) = pullback(t["V"])
+    check(conv.conv_text(), t, reference, f"native conv{conv.dims}d weight gradient", derive=dict(wrt="W", vjp_seed="V"))
+
+
+# --------------------------------------------------------------------------- unfold, pooling, KFC
+def onehot_unfold(X: torch.Tensor, conv: Conv) -> torch.Tensor:
+    """[N, C*prod(K), O1*...] by a depthwise convolution with one-hot kernels (any dimension)."""
+    kernel = tuple(a.K for a in conv.axes)
+    positions = math.prod(kernel)
+    channels = X.shape[1]
+    weight = torch.eye(positions, dtype=X.dtype).reshape(positions, 1, *kernel).repeat(channels, *([1] * (conv.dims + 1)))
+    function = (F.conv1d, F.conv2d, F.conv3d)[conv.dims - 1]
+    out = function(F.pad(X, conv.flat_pads()), weight, stride=tuple(a.S for a in conv.axes), dilation=tuple(a.Dl for a in conv.axes), groups=channels)
+    return out.reshape(X.shape[0], channels * positions, -1)
+
+
+def unfold_text(conv: Conv) -> str:
+    return (
+        conv.header()
+        + f"input X[n, c, {conv.legs('i')}]\n"
+        + conv.patterns()
+        + f"output U[n, (c {' '.join(f'k{j}' for j in range(1, conv.dims + 1))}), ({' '.join(f'o{j}' for j in range(1, conv.dims + 1))})]"
+        + f" = X[n, c, {conv.legs('i')}] * {conv.pattern_factors()}\n"
+    )
+
+
+def unfold_cases() -> list:
+    cases = []
+    for n in range(9):
+        dims = (2, 2, 2, 2, 2, 1, 3, 1, 3)[n]
+        conv = random_conv(400 + n, dims, 1)
+        cases.append(pytest.param(conv, 400 + n, id=f"unfold{n}-{conv.tag()}"))
+    return cases
+
+
+@pytest.mark.parametrize(("conv", "seed"), unfold_cases())
+def test_unfold(conv: Conv, seed: int) -> None:
+    """2d: native F.unfold; 1d and 3d have no native im2col and read X through windows."""
+    X = conv.tensors(seed)["X"][:, : conv.C]
+    if conv.dims == 2:
+        reference = F.unfold(F.pad(X, conv.flat_pads()), tuple(a.K for a in conv.axes), dilation=tuple(a.Dl for a in conv.axes), stride=tuple(a.S for a in conv.axes))
+        torch.testing.assert_close(reference, onehot_unfold(X, conv), **TOL)
+    else:
+        reference = onehot_unfold(X, conv)
+    check(unfold_text(conv), dict(X=X), reference, "native unfold" if conv.dims == 2 else "window")
+
+
+def pool_cases() -> list:
+    cases = []
+    for n in range(12):
+        conv = random_conv(500 + n, 1 + n % 3, 1)
+        if n % 2 == 0:  # mostly undilated with padding at most K // 2 (what avg_pool takes)
+            axes = []
+            for a in conv.axes:
+                left, right = a.pads
+                pad = min(left, a.K // 2) if not isinstance(a.pad, tuple) else (min(left, a.K // 2), right)
+                pad = pad if a.pad != "same" else "same"
+                axis = Ax(a.I, a.K, a.S, 1, pad)
+                least = max(1, a.K - sum(axis.pads))
+                axes.append(Ax(max(a.I, least), a.K, a.S, 1, pad))
+            conv = Conv(tuple(axes), 1, conv.C, conv.D, conv.N, False, conv.free_n)
+        cases.append(pytest.param(conv, 500 + n, id=f"pool{n}-{conv.tag()}"))
+    return cases
+
+
+@pytest.mark.parametrize(("conv", "seed"), pool_cases())
+def test_sum_pooling(conv: Conv, seed: int) -> None:
+    """Undilated with left padding <= K // 2: native avg_pool times the window; else windows."""
+    X = conv.tensors(seed)["X"][:, : conv.C]
+    text = conv.header() + f"input X[n, c, {conv.legs('i')}]\n" + conv.patterns()
+    text += f"output S[n, c, {conv.legs('o')}] = X[n, c, {conv.legs('i')}] * {conv.pattern_factors()}\n"
+    window = math.prod(a.K for a in conv.axes)
+    if all(a.Dl == 1 for a in conv.axes):
+        pool = (F.avg_pool1d, F.avg_pool2d, F.avg_pool3d)[conv.dims - 1]
+        reference = window * pool(F.pad(X, conv.flat_pads()), tuple(a.K for a in conv.axes), stride=tuple(a.S for a in conv.axes))
+    else:  # avg_pool has no dilation: a depthwise convolution with a kernel of ones
+        function = (F.conv1d, F.conv2d, F.conv3d)[conv.dims - 1]
+        ones = torch.ones(conv.C, 1, *(a.K for a in conv.axes), dtype=DT)
+        reference = function(F.pad(X, conv.flat_pads()), ones, stride=tuple(a.S for a in conv.axes), dilation=tuple(a.Dl for a in conv.axes), groups=conv.C)
+    native = all(a.Dl == 1 and a.pads[0] <= a.K // 2 for a in conv.axes)
+    check(text, dict(X=X), reference, f"native avg_pool{conv.dims}d" if native else "window")
+
+
+def kfc_text(conv: Conv) -> str:
+    ks = lambda p: " ".join(f"k{j}{p}" for j in range(1, conv.dims + 1))  # noqa: E731
+    return (
+        conv.header()
+        + f"input X[n, (g c), {conv.legs('i')}]\n"
+        + conv.patterns()
+        + f"output A[g, (c {ks('')}), (c' {ks(chr(39))})] = (1/N) * X[n, (g c), {conv.legs('i')}] * {conv.pattern_factors()}"
+        + f" * X[n, (g c'), {conv.legs('i', chr(39))}] * {conv.pattern_factors(chr(39))}\n"
+    )
+
+
+@pytest.mark.parametrize(("conv", "seed"), conv_cases("kfc", 9, 600))
+def test_kfc_takes_the_window_strategy(conv: Conv, seed: int) -> None:
+    """A[g] = sum_n U_g U_g^T / N with U the unfolded input: both copies of X share o."""
+    X = conv.tensors(seed)["X"]
+    U = onehot_unfold(X, conv).reshape(conv.N, conv.G, -1, math.prod(a.O for a in conv.axes))
+    reference = torch.einsum("ngal,ngbl->gab", U, U) / conv.N
+    source = check(kfc_text(conv), dict(X=X), reference, "window")
+    body = source.split("def _eval_A(")[1].split("\ndef ")[0]
+    assert ".unfold(" in body and not [line for line in body.splitlines() if "einsum" in line and re.search(r"\bP\d\b", line)]
+
+
+# --------------------------------------------------------------------------- boundaries
+def test_channel_last_layout_is_not_native() -> None:
+    text = """
+size N = 2, C = 3, D = 2
+index n: N, c: C, d: D, i1: 7, i2: 6, k1: 3, k2: 2
+input X[n, i1, i2, c]
+param W[d, c, k1, k2]
+pattern P1[i1, o1, k1] = conv(stride=2, padding=1)
+pattern P2[i2, o2, k2] = conv(padding=(0, 1))
+output Y[n, d, o1, o2] = X[n, i1, i2, c] * P1[i1, o1, k1] * P2[i2, o2, k2] * W[d, c, k1, k2]
+"""
+    X, W = rand(2, 7, 6, 3, seed=1), rand(2, 3, 3, 2, seed=2)
+    reference = F.conv2d(F.pad(X.permute(0, 3, 1, 2), (0, 1, 1, 1)), W, stride=(2, 1))
+    check(text, dict(X=X, W=W), reference, "window")
+
+
+def test_channel_last_transpose_neither_native_nor_window() -> None:
+    """The patterns' input legs are result legs: no window; the layout is not native either."""
+    text = """
+size N = 2, C = 3, D = 2
+index n: N, c: C, d: D, o: 4, k: 3
+input V[n, o, d]
+param W[d, c, k]
+pattern P[i, o, k] = conv(stride=2, padding=1)
+output Z[n, i, c] = V[n, o, d] * P[i, o, k] * W[d, c, k]
+"""
+    V, W = rand(2, 4, 2, seed=3), rand(2, 3, 3, seed=4)
+    reference = F.conv_transpose1d(V.permute(0, 2, 1), W, stride=2, padding=1).permute(0, 2, 1)  # I = 7
+    check(text, dict(V=V, W=W), reference, "einsum")
+
+
+def test_fold_pattern_input_legs_are_result_legs() -> None:
+    """col2im: the input legs of both patterns are result legs, so nothing is windowed."""
+    text = (EXAMPLES / "fold.tn").read_text()
+    U = rand(2, 2 * 3 * 2, 4 * 6, seed=5)
+    reference = F.fold(U, output_size=(7, 6), kernel_size=(3, 2), dilation=(1, 2), padding=(1, 1), stride=(2, 1))
+    check(text, dict(U=U), reference, "einsum")
+
+
+def test_pattern_input_leg_read_inside_a_group_is_not_windowed() -> None:
+    text = """
+size N = 2, C = 3, D = 2
+index n: N, c: C, d: D, i: 8, k: 3
+input X[n, (c i)]
+param W[d, c, k]
+pattern P[i, o, k] = conv(stride=2, padding=(2, 1), dilation=2)
+output Y[n, d, o] = X[n, (c i)] * P[i, o, k] * W[d, c, k]
+"""
+    X, W = rand(2, 24, seed=6), rand(2, 3, 3, seed=7)
+    reference = F.conv1d(F.pad(X.reshape(2, 3, 8), (2, 1)), W, stride=2, dilation=2)
+    check(text, dict(X=X, W=W), reference, "einsum")
+
+
+def test_pattern_input_leg_on_a_pattern_and_data_is_not_windowed() -> None:
+    """Two patterns on one input leg (a hyperedge): the window strategy must leave it alone."""
+    text = """
+index n: 2, i: 7, k: 3, k': 2
+input X[n, i]
+pattern P[i, o, k] = conv(stride=2, padding=1)
+pattern Q[i, o', k'] = conv(stride=3)
+output Y[n, o, k, o', k'] = X[n, i] * P[i, o, k] * Q[i, o', k']
+"""
+    X = rand(2, 7, seed=8)
+    reference = torch.zeros(2, 4, 3, 2, 2, dtype=DT)
+    for o, k, o2, k2 in itertools.product(range(4), range(3), range(2), range(2)):
+        i = 2 * o + k - 1
+        if 0 <= i < 7 and i == 3 * o2 + k2:
+            reference[:, o, k, o2, k2] = X[:, i]
+    check(text, dict(X=X), reference, "einsum")
+
+
+CONV1D = EXAMPLES / "conv1d.tn"
+
+
+def _conv1d_example(X, W):
+    return F.conv1d(X, W, stride=2, padding=2, dilation=2, groups=3)
+
+
+def test_weight_jacobian_with_deltas_is_not_native() -> None:
+    """dY/dW keeps delta[g, g'] * delta[d, d']: a diagonal embedding; the rest is windowed, never native."""
+    X, W = rand(2, 6, 11, seed=9), rand(6, 2, 3, seed=10)
+    reference = torch.func.jacrev(lambda w: _conv1d_example(X, w))(W)
+    source = check(CONV1D.read_text(), dict(X=X, W=W), reference, "window", sizes={"N": 2}, derive=dict(wrt="W"))
+    assert "diagonal embedding" in source
+
+
+def test_input_jacobian_with_deltas_is_not_native() -> None:
+    X, W = rand(2, 6, 11, seed=11), rand(6, 2, 3, seed=12)
+    reference = torch.func.jacrev(lambda x: _conv1d_example(x, W))(X)
+    source = check(CONV1D.read_text(), dict(X=X, W=W), reference, "einsum", sizes={"N": 2}, derive=dict(wrt="X"))
+    assert "diagonal embedding" in source
+
+
+def test_summed_delta_in_a_convolution_is_not_native() -> None:
+    text = """
+size N = 2, C = 3, D = 2
+index n: N, c: C, d: D, e: D, i: 9, k: 3
+input X[n, c, i]
+param W[e, c, k]
+pattern P[i, o, k] = conv(stride=2, padding=1)
+output Y[n, d, o] = X[n, c, i] * P[i, o, k] * W[e, c, k] * delta[e, d]
+"""
+    X, W = rand(2, 3, 9, seed=13), rand(2, 3, 3, seed=14)
+    check(text, dict(X=X, W=W), F.conv1d(X, W, stride=2, padding=1), "window")
+
+
+FREE_INPUT = """
+size N, I
+size C = 2, D = 3
+index n: N, c: C, d: D, i: I, k: 3
+input X[n, c, i]
+param W[d, c, k]
+pattern P[i, o, k] = conv(stride=2, padding=(1, 2), dilation=2)
+output Y[n, d, o] = X[n, c, i] * P[i, o, k] * W[d, c, k]
+"""
+
+
+@pytest.mark.parametrize("I", [3, 4, 9, 10])
+def test_free_spatial_size_is_windowed_not_native(I: int) -> None:
+    X, W = rand(2, 2, I, seed=15), rand(3, 2, 3, seed=16)
+    reference = F.conv1d(F.pad(X, (1, 2)), W, stride=2, dilation=2)
+    source = check(FREE_INPUT, dict(X=X, W=W), reference, "window")
+    assert "conv1d" not in source
+
+
+@pytest.mark.parametrize("I", [3, 9, 10])
+def test_free_spatial_size_input_vjp_is_dense(I: int) -> None:
+    X, W = rand(2, 2, I, seed=17), rand(3, 2, 3, seed=18)
+    out, pullback = torch.func.vjp(lambda x: F.conv1d(F.pad(x, (1, 2)), W, stride=2, dilation=2), X)
+    V = rand(*out.shape, seed=19)
+    check(FREE_INPUT, dict(X=X, W=W, V=V), pullback(V)[0], "einsum", derive=dict(wrt="X", vjp_seed="V"), call_sizes={"I": I})
+
+
+@pytest.mark.parametrize("K", [2, 3, 4])
+def test_free_kernel_size_with_same_padding(K: int) -> None:
+    """The left padding floor(2*(K-1)/2) is symbolic: neither native nor window."""
+    text = """
+size N = 2, K
+index n: N, c: 2, d: 3, i: 7, k: K
+input X[n, c, i]
+param W[d, c, k]
+pattern P[i, o, k] = conv(padding=same, dilation=2)
+output Y[n, d, o] = X[n, c, i] * P[i, o, k] * W[d, c, k]
+"""
+    X, W = rand(2, 2, 7, seed=20), rand(3, 2, K, seed=21)
+    check(text, dict(X=X, W=W), F.conv1d(X, W, padding="same", dilation=2), "einsum")
+
+
+@pytest.mark.parametrize(
+    ("axes", "needs_pad"),
+    [
+        pytest.param([(8, 3, 2, 0)], True, id="1d-I8K3s2"),
+        pytest.param([(9, 3, 2, (1, 0))], True, id="1d-I9K3s2-left1"),
+        pytest.param([(7, 3, 2, 1), (9, 3, 2, (1, 0))], True, id="2d-second-axis"),
+        pytest.param([(9, 3, 2, (1, 0)), (7, 3, 2, 1)], True, id="2d-first-axis"),
+        pytest.param([(7, 3, 2, 1), (5, 2, 3, 0), (9, 3, 2, (1, 0))], True, id="3d-last-axis"),
+        pytest.param([(7, 3, 2, 1)], False, id="1d-exact"),
+    ],
+)
+def test_transpose_shorter_than_left_padding_plus_input(axes, needs_pad) -> None:
+    conv = Conv(tuple(Ax(I, K, S, 1, p) for I, K, S, p in axes), 1, 2, 3, 2, False, False)
+    short = [(a.O - 1) * a.S + a.K < a.pads[0] + a.I for a in conv.axes]
+    assert any(short) == needs_pad  # the cases are chosen for this
+    t = conv.tensors(22)
+    _, pullback = torch.func.vjp(lambda x: conv.torch_conv(x, t["W"]), t["X"])
+    source = check(conv.conv_text(), t, pullback(t["V"])[0], f"native conv_transpose{conv.dims}d", derive=dict(wrt="X", vjp_seed="V"))
+    body = source.split("def _eval_vjp_Y_X(")[1].split("\ndef ")[0]
+    assert ("torch.nn.functional.pad(" in body) == needs_pad
+
+
+def transpose_text(dims: int, G: int, C: int, D: int, Os, Ks, Ss, Ps, Dls, OPs) -> str:
+    r = range(1, dims + 1)
+    text = f"size N = 2, G = {G}, C = {C}, D = {D}\nindex n: N, g: G, c: C, d: D\n"
+    text += "index " + ", ".join(f"o{j}: {O}, k{j}: {K}" for j, O, K in zip(r, Os, Ks)) + "\n"
+    text += f"input Z[n, (g c), {', '.join(f'o{j}' for j in r)}]\nparam W[(g c), d, {', '.join(f'k{j}' for j in r)}]\n"
+    for j, S, P, Dl, OP in zip(r, Ss, Ps, Dls, OPs):
+        text += f"pattern P{j}[i{j}, o{j}, k{j}] = conv(stride={S}, padding={P}, dilation={Dl}, output_padding={OP})\n"
+    text += f"output Y[n, (g d), {', '.join(f'i{j}' for j in r)}] = Z[n, (g c), {', '.join(f'o{j}' for j in r)}] * "
+    text += " * ".join(f"P{j}[i{j}, o{j}, k{j}]" for j in r) + f" * W[(g c), d, {', '.join(f'k{j}' for j in r)}]\n"
+    return text
+
+
+@pytest.mark.parametrize(
+    "dims, G, C, D, Os, Ks, Ss, Ps, Dls, OPs",
+    [
+        pytest.param(1, 1, 2, 3, [4], [3], [2], [1], [1], [1], id="1d-op1"),
+        pytest.param(1, 3, 1, 2, [5], [2], [3], [0], [2], [2], id="1d-op2-g3"),
+        pytest.param(2, 2, 2, 3, [4, 3], [3, 2], [2, 3], [1, 1], [1, 2], [1, 2], id="2d-example"),
+        pytest.param(2, 1, 3, 1, [3, 4], [1, 3], [2, 2], [0, 2], [1, 1], [1, 0], id="2d-k1"),
+        pytest.param(3, 2, 1, 2, [2, 3, 2], [2, 3, 3], [2, 1, 3], [0, 1, 1], [1, 1, 2], [1, 0, 2], id="3d"),
+    ],
+)
+def test_transpose_with_output_padding(dims, G, C, D, Os, Ks, Ss, Ps, Dls, OPs) -> None:
+    Z, W = rand(2, G * C, *Os, seed=23), rand(G * C, D, *Ks, seed=24)
+    transpose = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)[dims - 1]
+    reference = transpose(Z, W, stride=tuple(Ss), padding=tuple(Ps), output_padding=tuple(OPs), dilation=tuple(Dls), groups=G)
+    check(transpose_text(dims, G, C, D, Os, Ks, Ss, Ps, Dls, OPs), dict(Z=Z, W=W), reference, f"native conv_transpose{dims}d")
+
+
+def test_kernel_is_a_defined_tensor() -> None:
+    text = """
+size N = 2, G = 2, C = 2, D = 3
+index n: N, g: G, c: C, d: D, i1: 7, i2: 6, k1: 3, k2: 2, e: 4
+input X[n, (g c), i1, i2]
+param A[(g d), e]
+param B[e, c, k1, k2]
+pattern P1[i1, o1, k1] = conv(stride=2, padding=1)
+pattern P2[i2, o2, k2] = conv(padding=same, dilation=3)
+K[(g d), c, k1, k2] = A[(g d), e] * B[e, c, k1, k2]
+output Y[n, (g d), o1, o2] = X[n, (g c), i1, i2] * P1[i1, o1, k1] * P2[i2, o2, k2] * K[(g d), c, k1, k2]
+"""
+    X, A, B = rand(2, 4, 7, 6, seed=25), rand(6, 4, seed=26), rand(4, 2, 3, 2, seed=27)
+    K = torch.einsum("ae,eckl->ackl", A, B)
+    reference = F.conv2d(F.pad(X, (1, 2, 1, 1)), K, stride=(2, 1), dilation=(1, 3), groups=2)
+    check(text, dict(X=X, A=A, B=B), reference, "native conv2d")
+
+
+@pytest.mark.parametrize(
+    ("coefficient", "factor"),
+    [pytest.param("0.5", lambda N: 0.5, id="half"), pytest.param("-3", lambda N: -3.0, id="minus3"), pytest.param("(2/N)", lambda N: 2 / N, id="2/N-free")],
+)
+def test_coefficient_on_a_native_term(coefficient, factor) -> None:
+    text = f"""
+size N, C = 2, D = 3
+index n: N, c: C, d: D, i: 9, k: 3
+input X[n, c, i]
+param W[d, c, k]
+pattern P[i, o, k] = conv(stride=2, padding=(0, 2))
+output Y[n, d, o] = {coefficient} * X[n, c, i] * P[i, o, k] * W[d, c, k]
+"""
+    X, W = rand(3, 2, 9, seed=28), rand(3, 2, 3, seed=29)
+    check(text, dict(X=X, W=W), factor(3) * F.conv1d(F.pad(X, (0, 2)), W, stride=2), "native conv1d")
+
+
+def test_sum_of_two_native_terms() -> None:
+    """A convolution minus twice a transpose convolution: two native calls, one sum."""
+    text = """
+size N = 2, C = 2, D = 3, E = 2
+index n: N, c: C, d: D, e: E, i: 9, k: 3, j: 3, k': 3
+input X[n, c, i]
+param W[d, c, k]
+input Z[n, e, j]
+param W2[e, d, k']
+pattern P[i, o, k] = conv(stride=2, padding=1)
+pattern Q[o, j, k'] = conv(stride=2, padding=1)
+output Y[n, d, o] = X[n, c, i] * P[i, o, k] * W[d, c, k] - 2 * Z[n, e, j] * Q[o, j, k'] * W2[e, d, k']
+"""
+    X, W, Z, W2 = rand(2, 2, 9, seed=30), rand(3, 2, 3, seed=31), rand(2, 2, 3, seed=32), rand(2, 3, 3, seed=33)
+    reference = F.conv1d(X, W, stride=2, padding=1) - 2 * F.conv_transpose1d(Z, W2, stride=2, padding=1)
+    check(text, dict(X=X, W=W, Z=Z, W2=W2), reference, ["native conv1d", "native conv_transpose1d"])
+
+
+def test_sum_of_a_native_and_a_window_term() -> None:
+    text = """
+size N = 2, C = 2, D = 3
+index n: N, c: C, d: D, i1: 6, i2: 5, k1: 2, k2: 3
+input X[n, c, i1, i2]
+param W[d, c, k1, k2]
+pattern P1[i1, o1, k1] = conv(stride=2, padding=(0, 1))
+pattern P2[i2, o2, k2] = conv(padding=1)
+output Y[n, d, o1, o2] = X[n, c, i1, i2] * P1[i1, o1, k1] * P2[i2, o2, k2] * W[d, c, k1, k2] + X[n, c, i1, i2] * P1[i1, o1, k1] * P2[i2, o2, k2] * W[d, c, k1, k2] * X[n, c, i1, i2]
+"""
+    X, W = rand(2, 2, 6, 5, seed=34), rand(3, 2, 2, 3, seed=35)
+    xpad = F.pad(X, (1, 1, 0, 1))
+    # term 2: sum_c sum_i X^2 P P W = conv of X^2 (X read at the same pixel twice)
+    reference = F.conv2d(xpad, W, stride=(2, 1)) + F.conv2d(xpad * xpad, W, stride=(2, 1))
+    check(text, dict(X=X, W=W), reference, ["native conv2d", "window"])
+
+
+# --------------------------------------------------------------------------- hand-written windows
+def loops(shape, value):
+    """A tensor of ``shape`` whose entry at each index tuple is ``value(*index)``."""
+    out = torch.zeros(*shape, dtype=DT)
+    for index in itertools.product(*(range(s) for s in shape)):
+        out[index] = value(*index)
+    return out
+
+
+def at(X, *index):
+    """X at ``index``; 0 where a position falls outside its axis."""
+    if any(not 0 <= p < s for p, s in zip(index, X.shape)):
+        return 0.0
+    return X[index].item()
+
+
+WINDOWS = [
+    pytest.param(
+        "index n: 2, i: 7, o: 3, k: 2\ninput X[n, i]\noutput Y[n, o, k] = X[n, 2*o + k]\n",
+        dict(X=(2, 7)),
+        lambda X: loops((2, 3, 2), lambda n, o, k: at(X, n, 2 * o + k)),
+        id="strided-inside",
+    ),
+    pytest.param(
+        "index n: 2, i: 6, o: 4, k: 3\ninput X[n, i]\noutput Y[n, o, k] = X[n, o + 3*k - 1]\n",
+        dict(X=(2, 6)),
+        lambda X: loops((2, 4, 3), lambda n, o, k: at(X, n, o + 3 * k - 1)),
+        id="dilated-padded-both-sides",
+    ),
+    pytest.param(
+        "index n: 2, c: 2, d: 3, i: 8, o: 4, k: 3\ninput X[n, c, i]\nparam W[d, c, k]\n"
+        "output Y[n, d, o] = X[n, c, 2*o + k - 2] * W[d, c, k]\n",
+        dict(X=(2, 2, 8), W=(3, 2, 3)),
+        lambda X, W: loops((2, 3, 4), lambda n, d, o: sum(at(X, n, c, 2 * o + k - 2) * W[d, c, k].item() for c in range(2) for k in range(3))),
+        id="contracted-with-kernel",
+    ),
+    pytest.param(
+        "index n: 2, i: 5, j: 6, o: 3, k: 2, p: 2, q: 3\ninput X[n, i, j]\n"
+        "output Y[n, o, k, p, q] = X[n, 2*o + k - 1, p + 2*q]\n",
+        dict(X=(2, 5, 6)),
+        lambda X: loops((2, 3, 2, 2, 3), lambda n, o, k, p, q: at(X, n, 2 * o + k - 1, p + 2 * q)),
+        id="two-windows-one-factor",
+    ),
+    pytest.param(
+        "index n: 2, i: 10, o: 3, k: 2\ninput X[n, i]\noutput Y[n, o, k] = X[n, 3*o + k]\n",
+        dict(X=(2, 10)),
+        lambda X: loops((2, 3, 2), lambda n, o, k: at(X, n, 3 * o + k)),
+        id="stride-over-kernel-narrow",
+    ),
+    pytest.param(
+        "index n: 2, i: 3, o: 2, k: 2\ninput X[n, i]\noutput Y[n, o, k] = X[n, o + k - 5]\n",
+        dict(X=(2, 3)),
+        lambda X: loops((2, 2, 2), lambda n, o, k: at(X, n, o + k - 5)),
+        id="entirely-outside",
+    ),
+    pytest.param(
+        "index n: 2, i: 4, o: 3, k: 3\ninput X[n, i]\noutput Y[n, o, k] = X[n, 2*o + 2*k]\n",
+        dict(X=(2, 4)),
+        lambda X: loops((2, 3, 3), lambda n, o, k: at(X, n, 2 * o + 2 * k)),
+        id="reads-past-the-right-end",
+    ),
+    pytest.param(
+        "index n: 2, i: 7, o: 4, k: 2, k': 3\ninput X[n, i]\n"
+        "output Y[n, o, k, k'] = X[n, o + k] * X[n, 2*o + k' - 1]\n",
+        dict(X=(2, 7)),
+        lambda X: loops((2, 4, 2, 3), lambda n, o, k, k2: at(X, n, o + k) * at(X, n, 2 * o + k2 - 1)),
+        id="one-tensor-two-windows",
+    ),
+    pytest.param(
+        "index n: 2, c: 3, i: 6, o: 3, k: 2\ninput X[(n c), i]\noutput Y[n, o, c] = X[(n c), 2*o + k - 1]\n",
+        dict(X=(6, 6)),
+        lambda X: loops((2, 3, 3), lambda n, o, c: sum(at(X.reshape(2, 3, 6), n, c, 2 * o + k - 1) for k in range(2))),
+        id="grouped-declaration-summed-kernel",
+    ),
+    pytest.param(
+        "index n: 2, i: 7, o: 3, k: 3\ninput X[n, i]\npattern P[o, o2, k2] = conv(stride=2, padding=1)\nindex k2: 2\n"
+        "output Y[n, o2, k, k2] = X[n, 2*o + k - 1] * P[o, o2, k2]\n",
+        dict(X=(2, 7)),
+        lambda X: loops((2, 2, 3, 2), lambda n, o2, k, k2: sum(at(X, n, 2 * o + k - 1) for o in range(3) if o == 2 * o2 + k2 - 1)),
+        id="pattern-on-a-window-leg",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "shapes", "reference"), WINDOWS)
+def test_hand_written_windows(text, shapes, reference) -> None:
+    args = {name: rand(*shape, seed=40 + n) for n, (name, shape) in enumerate(shapes.items())}
+    source, module, output = build(text)
+    _, dense, _ = build(text, ())
+    expected = reference(**args)
+    torch.testing.assert_close(call(module, output, args), expected, **TOL)
+    torch.testing.assert_close(call(dense, output, args), expected, **TOL)
+    assert ".unfold(" in source
+
+
+@pytest.mark.parametrize("I", [1, 2, 4, 5, 9])
+def test_hand_written_window_with_free_axis(I: int) -> None:
+    text = "size I\nindex n: 2, i: I, o: 3, k: 2\ninput X[n, i]\noutput Y[n, o, k] = X[n, 2*o + k - 1]\n"
+    X = rand(2, I, seed=50)
+    source, module, output = build(text)
+    expected = loops((2, 3, 2), lambda n, o, k: at(X, n, 2 * o + k - 1))
+    torch.testing.assert_close(call(module, output, dict(X=X)), expected, **TOL)
+    assert "max(0, " in source

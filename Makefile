@@ -34,8 +34,11 @@ demo: install
 test: install
 	$(PY) -m pytest
 
+# make bench [BENCH_ARGS="--quick" | "--layers 20,ResNeXt --batch 16" ...]: see python -m benchmarks.run --help
 bench: install
-	@echo "no benchmarks yet: the benchmark suite arrives with the performance work"
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]' || \
+	  echo "warning: the bench extra (matplotlib, einconv) did not install: no plots, no einconv baseline"
+	$(PY) -m benchmarks.run $(BENCH_ARGS)
 
 lint: install
 	$(PY) -m compileall -q tnc tests examples

@@ -25,6 +25,34 @@ import time
 from typing import Callable
 
 
+class OtherLoad:
+    """The CPU that other processes used while this one ran, in cores on average (Linux only).
+
+    From /proc/stat's busy time of the whole machine minus this process's own CPU time; other
+    programs running during a benchmark (a test suite, a build) share the two cores and make the
+    timings noisy, so the results report it.
+    """
+
+    def __init__(self) -> None:
+        self.start = self._read()
+
+    @staticmethod
+    def _read() -> tuple[float, float, float] | None:
+        try:
+            fields = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        busy = sum(fields[:3]) + sum(fields[5:8])  # user nice system irq softirq steal
+        return busy / os.sysconf("SC_CLK_TCK"), time.process_time(), time.perf_counter()
+
+    def cores(self) -> float | None:
+        end = self._read()
+        if self.start is None or end is None or end[2] - self.start[2] <= 0:
+            return None
+        others = (end[0] - self.start[0]) - (end[1] - self.start[1])
+        return max(0.0, others / (end[2] - self.start[2]))
+
+
 def once(fn: Callable) -> float:
     start = time.perf_counter()
     fn()

@@ -179,6 +179,11 @@ def write_markdown(results: dict, path: Path, plots: list[Path]) -> None:
         f"einconv {env['einconv'] or 'not installed / not used'}")
     add(f"- float32, batch {env['batch']}, {sizes}; {len({r['layer'] for r in results['records']})} layers × {len(ops)} operations; "
         f"run on {env['date']}, took {env['duration_s']:.0f} s")
+    if env.get("other_load") is not None:
+        busy = [r for r in results["records"] if (r.get("other_load") or 0) > 0.25]
+        add(f"- other processes on the machine used {env['other_load']:.2f} of its {env['cores']} cores on average during the run "
+            f"(from /proc/stat, this process excluded); {len(busy)} of {len(results['records'])} measurements ran while others used "
+            "more than a quarter of a core (column \"load\"): their times are noisier.")
     add(f"- time: {env['warmup']} warm-up call(s) per method, then the methods called in turns (the order rotating), "
         f"{env['min_repeats']}–{env['repeats']} timed calls each (as many as fit {env['budget_s']} s per layer and operation), "
         "the median of `time.perf_counter` around each call. Only the generated function is timed (compilation is not). "
@@ -221,7 +226,7 @@ def write_markdown(results: dict, path: Path, plots: list[Path]) -> None:
             header += ["einconv ms", "tnc/einconv"]
         if mem:
             header += ["tnc MiB", f"{base} MiB"] + (["einconv MiB"] if has_e else [])
-        header += ["err", "calls", "tnc strategy"]
+        header += ["err", "calls", "load", "tnc strategy"]
         rows = []
         for r in records:
             t, m = r.get("time_s") or {}, r.get("memory_bytes") or {}
@@ -233,7 +238,8 @@ def write_markdown(results: dict, path: Path, plots: list[Path]) -> None:
             err = f"{r['rel_error']:.0e}" if r["ok"] else f"**MISMATCH** {r['mismatch']}"
             calls = (r.get("calls") or {}).get("tnc", "–")
             note = r["strategy"] + (f"; {r['duplicate_steps']} repeated step(s)" if r.get("duplicate_steps") else "")
-            row += [err, calls, note]
+            load = r.get("other_load")
+            row += [err, calls, "–" if load is None else f"{load:.2f}", note]
             rows.append(row)
         add(_table(header, rows))
         notes = [f"{label(r)}: {r['einconv_note']}" for r in records if r.get("einconv_note")]

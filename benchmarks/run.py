@@ -27,7 +27,7 @@ import torch
 
 from benchmarks.baselines import BASELINE_NAME, baseline, einconv_available, einconv_fn, make_tensors
 from benchmarks.layers import select
-from benchmarks.measure import once, peak_memory, time_methods
+from benchmarks.measure import OtherLoad, once, peak_memory, time_methods
 from benchmarks.networks import OPERATIONS, compile_op
 
 HERE = Path(__file__).resolve().parent
@@ -145,8 +145,9 @@ def bench_layer_op(layer, op, tensors, args, use_einconv: bool, dump: Path | Non
     del result, reference
     if not ok:
         return record
+    load = OtherLoad()
     medians, counts = time_methods(methods, args.repeats, args.min_repeats, args.warmup, args.budget)
-    record["time_s"], record["calls"] = medians, counts
+    record["time_s"], record["calls"], record["other_load"] = medians, counts, load.cores()
     if not args.no_memory:
         record["memory_bytes"] = {name: peak_memory(fn) for name, fn in methods.items()}
     first = fresh_first_call(compiled.source, compiled.function.__name__, compiled.parameters, tensors, f"fresh{layer.id}_{op}")
@@ -200,6 +201,7 @@ def environment(args, einconv_version) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.perf_counter()
+    load = OtherLoad()
     torch.manual_seed(0)
     layers = [layer.scaled(args.scale) for layer in select(args.layers)]
     ops = args.ops.split(",")
@@ -222,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     print("compile time per example file ...", flush=True)
     compile_rows = bench_compile()
     env["duration_s"] = time.perf_counter() - started
+    env["other_load"] = load.cores()
     results = {"environment": env, "records": records, "compile": compile_rows}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

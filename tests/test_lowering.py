@@ -165,7 +165,7 @@ class Conv:
         lines.append("index " + ", ".join(f"i{j}: {a.I}, k{j}: {a.K}" for j, a in zip(r, self.axes)))
         return "\n".join(lines) + "\n"
 
-    def patterns(self, primed: str = "") -> str:
+    def patterns(self) -> str:
         return "".join(f"pattern P{j}[i{j}, o{j}, k{j}] = {a.text()}\n" for j, a in enumerate(self.axes, start=1))
 
     def legs(self, letter: str, prime: str = "") -> str:
@@ -723,9 +723,11 @@ def test_hand_written_windows(text, shapes, reference) -> None:
 
 @pytest.mark.parametrize("I", [1, 2, 4, 5, 9])
 def test_hand_written_window_with_free_axis(I: int) -> None:
-    text = "size I\nindex n: 2, i: I, o: 3, k: 2\ninput X[n, i]\noutput Y[n, o, k] = X[n, 2*o + k - 1]\n"
-    X = rand(2, I, seed=50)
+    """The right padding max(0, 5 - I) is symbolic. L[j] (j: I) makes I a leg size of the term:
+    without it the eval function lacks I (tests/test_lowering_bugs.py, bug 3)."""
+    text = "size I\nindex n: 2, i: I, j: I, o: 3, k: 2\ninput X[n, i]\ninput L[j]\noutput Y[n, o, k] = X[n, 2*o + k - 1] * L[j]\n"
+    X, L = rand(2, I, seed=50), rand(I, seed=51)
     source, module, output = build(text)
-    expected = loops((2, 3, 2), lambda n, o, k: at(X, n, 2 * o + k - 1))
-    torch.testing.assert_close(call(module, output, dict(X=X)), expected, **TOL)
+    expected = loops((2, 3, 2), lambda n, o, k: at(X, n, 2 * o + k - 1)) * L.sum()
+    torch.testing.assert_close(call(module, output, dict(X=X, L=L)), expected, **TOL)
     assert "max(0, " in source

@@ -18,4 +18,6 @@ def grammar_text() -> str:
 
 @lru_cache(maxsize=1)
 def lark_parser() -> Lark:
-    return Lark(grammar_text(), parser="lalr", lexer="basic", propagate_positions=True, maybe_placeholders=True)
+    # cache=True keeps the LALR tables in a temporary file keyed by the grammar's hash: the tables
+    # are built once per grammar, not at every start of the command.
+    return Lark(grammar_text(), parser="lalr", lexer="basic", propagate_positions=True, maybe_placeholders=True, cache=True)

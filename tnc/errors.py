@@ -50,9 +50,19 @@ class TncError(Exception):
         return "\n".join(format_diagnostic(self.source, d) for d in self.diagnostics)
 
 
+WIDTH = 100  # longer source lines are shown as a window around the column
+
+
 def _excerpt(source: Source, span: Span) -> str:
     text = source.line(span.line).replace("\t", " ")
-    caret = " " * (span.column - 1) + "^" + "~" * max(0, min(span.length, len(text) - span.column + 1) - 1)
+    column, length = span.column, max(1, min(span.length, len(text) - span.column + 1))
+    if len(text) > WIDTH:
+        start = max(0, min(column - 1 - WIDTH // 3, len(text) - WIDTH))
+        shown = text[start : start + WIDTH]
+        prefix, suffix = ("..." if start else ""), ("..." if start + WIDTH < len(text) else "")
+        text, column = prefix + shown + suffix, column - start + len(prefix)
+        length = max(1, min(length, WIDTH - (column - 1 - len(prefix))))
+    caret = " " * (column - 1) + "^" + "~" * (length - 1)
     return f"    {text}\n    {caret}"
 
 

@@ -14,6 +14,7 @@ import sympy
 from tnc.codegen.names import einsum_letters
 from tnc.codegen.tn import axes_text
 from tnc.codegen.views import operand_view
+from tnc.errors import Diagnostic, Span, TncError
 from tnc.ir.network import Axes, Factor, Kind
 from tnc.ir.program import Program
 
@@ -66,9 +67,12 @@ def einsum_outputs(program: Program) -> list[EinsumOutput]:
     result = []
     for name in order:
         network = program.definitions[name]
-        letters = einsum_letters(
-            list(network.legs) + [leg for term in network.terms for f in term.product for leg in f.legs]
-        )
+        legs = list(network.legs) + [leg for term in network.terms for f in term.product for leg in f.legs]
+        if len(set(legs)) > 52:
+            span = program.tensors[name].span or Span(1, 1)
+            message = f"'{name}' has {len(set(legs))} distinct indices, but an einsum equation has only the 52 letters a-z, A-Z; compile it with --target torch"
+            raise TncError(program.source, [Diagnostic(span, message)])
+        letters = einsum_letters(legs)
         terms = []
         for term in network.terms:
             factors = term.product.factors

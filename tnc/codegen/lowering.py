@@ -194,6 +194,8 @@ def _input_vjp(program, others, axes, result, name, temp, show) -> Native | None
         if len(kernel.axes) != 2 + len(ordered) or kernel.axes[0] != data.axes[1] or len(kernel.axes[1]) != 1:
             continue
         c_leg = kernel.axes[1][0]
+        if c_leg in {n, *data.axes[1], *(leg for a in ordered for leg in (a.i, a.o, a.k))}:
+            continue  # a diagonal (the same leg twice) is not a transpose convolution
         if [a[0] if len(a) == 1 else None for a in kernel.axes[2:]] != [a.k for a in ordered]:
             continue
         if list(result) != [n] + ([g] if g else []) + [c_leg] + [a.i for a in ordered]:
@@ -232,6 +234,8 @@ def _weight_vjp(program, others, axes, result, name, temp, show) -> Native | Non
         g_out, d = _channels(seed.axes[1])
         if g_out != g or [a[0] if len(a) == 1 else None for a in seed.axes[2:]] != [a.o for a in ordered]:
             continue
+        if d in {n, c, *(leg for a in ordered for leg in (a.i, a.o, a.k))}:
+            continue  # a diagonal of the seed is not a weight gradient
         if list(result) != ([g] if g else []) + [d, c] + [a.k for a in ordered]:
             continue
         groups = _group_count(program, g)

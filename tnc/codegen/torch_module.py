@@ -21,7 +21,7 @@ from tnc.codegen.pyexpr import pyexpr
 from tnc.codegen.tn import axes_text, network_text
 from tnc.codegen.views import operand_view
 from tnc.errors import Diagnostic, Span, TncError
-from tnc.ir.network import Axes, Factor, Kind
+from tnc.ir.network import Axes, Factor, Kind, Window
 from tnc.ir.program import Program, Tensor
 
 PLANNING_SIZE = 16  # what a free size counts as when the contraction order is planned
@@ -86,6 +86,7 @@ class TorchGenerator:
         self.program = program
         self.stem = stem
         self.strategies = strategies
+        self.eval_operands: dict[str, list[str]] = {}  # what each _eval_T reads, in file order
         self.namer = Namer({"Module"})
         self.free = program.free_symbols()
         self.lines: list[str] = []
@@ -173,32 +174,41 @@ class TorchGenerator:
         network = self.program.definitions[name]
         legs = set(network.legs) | {leg for term in network.terms for f in term.product for leg in f.legs}
         found = set().union(*(self.program.size(leg).free_symbols for leg in legs))
+        for term in network.terms:  # a window reads the whole storage axis, whose size may be free
+            for factor in term.product:
+                declared = self.program.tensors[factor.tensor].axes if factor.tensor in self.program.tensors else ()
+                for axis, storage in zip(factor.axes, declared):
+                    if isinstance(axis, Window):
+                        found |= self.program.axis_size(storage).free_symbols
         for term in network.terms:
             found |= self.program.concrete(term.coefficient).free_symbols
         return sorted(found, key=str)
 
     # ------------------------------------------------------------ emitters
     def emit_eval(self, name: str) -> None:
+        """``_eval_T``; its parameters are the operands its body reads (a pattern that a native
+        kernel or a window replaced is not built at all)."""
         network = self.program.definitions[name]
         operands = self.direct_operands(name)
         sizes = self.eval_sizes(name)
-        params = ", ".join([self.py(o) for o in operands] + (["*"] if sizes else []) + [f"{self.size_name(s)}: int" for s in sizes])
-        out = self.lines.append
-        out("")
-        out("")
-        out(f"def _eval_{self.py(name)}({params}) -> torch.Tensor:")
-        out(f'    """{equation_text(self.program, name)}"""')
+        header, self.lines = self.lines, []
         self.views: dict[str, str] = {}  # view expression -> the variable that holds it
         self.temp = 0
-        anchor = self.py(operands[0]) if operands else None
+        data = [o for o in operands if self.program.tensors[o].kind is not Kind.PATTERN]
+        anchor = self.py((data or operands)[0]) if operands else None
         results = [self.emit_term(number, term, network.legs, anchor) for number, term in enumerate(network.terms, start=1)]
         if not results:
-            out(f"    return torch.zeros({self.shape(network.axes)}, {self.device_dtype(anchor)})  # the empty sum")
-            return
-        total = " + ".join(results)
-        if any(len(axis) != 1 for axis in network.axes):
-            total = f"({total}).reshape{self.shape(network.axes)}" if len(results) > 1 else f"{total}.reshape{self.shape(network.axes)}"
-        out(f"    return {total}")
+            self.lines.append(f"    return torch.zeros({self.shape(network.axes)}, {self.device_dtype(anchor)})  # the empty sum")
+        else:
+            total = " + ".join(results)
+            if any(len(axis) != 1 for axis in network.axes):
+                total = f"({total}).reshape{self.shape(network.axes)}" if len(results) > 1 else f"{total}.reshape{self.shape(network.axes)}"
+            self.lines.append(f"    return {total}")
+        body, self.lines = self.lines, header
+        text = "\n".join(body)
+        self.eval_operands[name] = [o for o in operands if re.search(rf"\b{re.escape(self.py(o))}\b", text)]
+        params = ", ".join([self.py(o) for o in self.eval_operands[name]] + (["*"] if sizes else []) + [f"{self.size_name(s)}: int" for s in sizes])
+        self.lines += ["", "", f"def _eval_{self.py(name)}({params}) -> torch.Tensor:", f'    """{equation_text(self.program, name)}"""', *body]
 
     def device_dtype(self, anchor: str | None) -> str:
         return f"device={anchor}.device, dtype={anchor}.dtype" if anchor else "dtype=torch.get_default_dtype()"
@@ -301,7 +311,7 @@ class TorchGenerator:
 
     def emit_public(self, name: str) -> None:
         args = self.program.dependencies(name)
-        read = {o for d in self.program.defined_order(name) if not self.is_constant(d) for o in self.direct_operands(d)}
+        read = {o for d in self.program.defined_order(name) if not self.is_constant(d) for o in self.eval_operands[d]}
         patterns = [a for a in args if self.program.tensors[a].kind is Kind.PATTERN and a in read]
         inputs = self.program.interface(name)
         out = self.lines.append
@@ -339,7 +349,7 @@ class TorchGenerator:
         )
 
     def emit_constant(self, name: str) -> None:
-        operands = self.direct_operands(name)
+        operands = self.eval_operands[name]
         out = self.lines.append
         out("")
         out("")
@@ -366,7 +376,7 @@ class TorchGenerator:
             if not network.terms and anchor:
                 self.lines.append(f"{indent}{self.py(defined)} = torch.zeros({self.shape(network.axes)}, {self.device_dtype(anchor)})")
                 continue
-            operands = [prefix.get(o, self.py(o)) for o in self.direct_operands(defined)]
+            operands = [prefix.get(o, self.py(o)) for o in self.eval_operands[defined]]
             sizes = [f"{self.size_name(s)}={self.size_name(s)}" for s in self.eval_sizes(defined)]
             self.lines.append(f"{indent}{self.py(defined)} = _eval_{self.py(defined)}({', '.join(operands + sizes)})")
 
@@ -382,7 +392,7 @@ class TorchGenerator:
         used |= {d for name in program.outputs for d in program.interface(name)}
         params = [p for p in params if p.name in used]
         inputs = [t for t in inputs if t.name in used]
-        patterns = [t for t in patterns if t.name in used]
+        patterns = [t for t in patterns if t.name in used]  # buffers, per the contract, even where a kernel replaced them
         init_sizes = sorted(self.symbols_in([p.name for p in params]), key=str)
         out = self.lines.append
         name = self.namer("class", class_name(self.stem))
@@ -424,10 +434,11 @@ class TorchGenerator:
         anchor = inputs[0].name if inputs else params[0].name if params else None
         device = f"{prefix.get(anchor, self.py(anchor))}.device" if anchor else "None"
         dtype = f"{prefix.get(anchor, self.py(anchor))}.dtype" if anchor else "torch.get_default_dtype()"
+        read = {o for d in order if not self.is_constant(d) for o in self.eval_operands[d]}
         for p in patterns:
             if self.is_concrete_pattern(p):
                 prefix[p.name] = f"self.{self.attr(p.name)}"
-            else:
+            elif p.name in read:
                 out(f"        {self.py(p.name)} = {self.pattern_call(p, device, dtype)}")
         self.emit_calls(order, indent="        ", prefix=prefix, anchor=prefix.get(anchor, self.py(anchor)) if anchor else None)
         out(f"        return {', '.join(self.py(o) for o in program.outputs)}")

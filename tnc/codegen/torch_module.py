@@ -288,12 +288,15 @@ class TorchGenerator:
                 f"    # term {number}: coefficient {term.coefficient}; path [{path}], "
                 f"{contraction.flops:,} FLOPs (one-shot einsum: {contraction.naive_flops:,})"
             )
+            computed: dict[str, str] = {}  # the same equation on the same variables is computed once
             for step in contraction.steps:
                 args = [variables[p] for p in step.operands]
                 variables = [v for p, v in enumerate(variables) if p not in step.operands]
-                result = self.new_temp()
-                out(f'    {result} = torch.einsum("{step.equation()}", {", ".join(args)})  # {step.flops:,} FLOPs')
-                variables.append(result)
+                call = f'torch.einsum("{step.equation()}", {", ".join(args)})'
+                if call not in computed:
+                    computed[call] = self.new_temp()
+                    out(f"    {computed[call]} = {call}  # {step.flops:,} FLOPs")
+                variables.append(computed[call])
             value = anchor = variables[-1]
             if embeds and not set(target) <= carried:  # broadcast over legs only the identities carry
                 value += "[" + ", ".join(":" if leg in carried else "None" for leg in target) + "]"

@@ -59,6 +59,20 @@ def once(fn: Callable) -> float:
     return time.perf_counter() - start
 
 
+def wait_for_quiet(limit: float, threshold: float, window: float = 0.25) -> float:
+    """Wait (at most ``limit`` seconds) until other processes use less than ``threshold`` cores;
+    returns the seconds waited."""
+    waited = 0.0
+    while waited < limit:
+        load = OtherLoad()
+        time.sleep(window)
+        waited += window
+        cores = load.cores()
+        if cores is None or cores < threshold:
+            break
+    return waited
+
+
 def time_methods(
     methods: dict[str, Callable],
     repeats: int,
@@ -66,8 +80,9 @@ def time_methods(
     warmup: int,
     budget: float,
     slow: float = 20.0,
-) -> tuple[dict[str, float], dict[str, int]]:
-    """Median seconds per method and the number of timed calls each got.
+) -> tuple[dict[str, float], dict[str, int], dict[str, float]]:
+    """Median seconds per method, the number of timed calls each got, and each one's spread
+    (interquartile range over the median).
 
     A method whose warm-up call takes more than ``slow`` seconds is timed by that call alone.
     """
@@ -88,7 +103,12 @@ def time_methods(
             samples[name].append(once(timed[name]))
     medians = {name: statistics.median(samples[name]) if name in timed else estimate[name] for name in methods}
     counts = {name: len(samples[name]) if name in timed else 1 for name in methods}
-    return medians, counts
+    spread = {}
+    for name in timed:
+        if len(samples[name]) >= 4:
+            q1, _, q3 = statistics.quantiles(samples[name], n=4)
+            spread[name] = (q3 - q1) / medians[name]
+    return medians, counts, spread
 
 
 @contextlib.contextmanager

@@ -57,7 +57,7 @@ def _spatial(program: Program, factors: list[Factor]) -> tuple[list[Factor], dic
     others, axes = [], {}
     for factor in factors:
         if factor.kind is not Kind.PATTERN:
-            if any(isinstance(a, Window) for a in factor.axes) or factor.kind is Kind.DELTA:
+            if factor.kind is Kind.DELTA:
                 return None
             others.append(factor)
             continue
@@ -70,7 +70,27 @@ def _spatial(program: Program, factors: list[Factor]) -> tuple[list[Factor], dic
         if None in sizes or None in pads or i in axes:
             return None
         axes[i] = Axis(spec, i, o, k, sizes, pads)
-    return (others, axes) if axes else None
+    return others, axes
+
+
+def _read_axis(program: Program, axis: tuple[str, ...], storage: tuple[str, ...]) -> Axis | None:
+    """A spatial axis that simplification already rewrote: a group ``(o k)`` (kernel = stride) or a
+    window ``S*o + D*k - P``, read as the convolution axis it is (concrete sizes only)."""
+    if len(axis) != 2 or axis[0] == axis[1]:
+        return None
+    o, k = axis
+    I = _concrete(program, program.axis_size(storage))
+    O, K = (_concrete(program, program.size(leg)) for leg in (o, k))
+    if None in (I, O, K):
+        return None
+    if not isinstance(axis, Window):
+        return Axis(ConvPattern(stride=K), None, o, k, (I, O, K), (0, 0))
+    span = axis.dilation * (K - 1) + 1
+    right = max(0, (O - 1) * axis.stride + span - axis.padding - I)
+    if (I + axis.padding + right - span) // axis.stride + 1 != O:
+        return None  # the window reads fewer outputs than the axis allows: not a plain convolution
+    spec = ConvPattern(stride=axis.stride, dilation=axis.dilation, padding=(axis.padding, right))
+    return Axis(spec, None, o, k, (I, O, K), (axis.padding, right))
 
 
 def _channels(axis: tuple[str, ...]) -> tuple[str | None, str] | None:
@@ -103,11 +123,15 @@ def _layout(program: Program, data: Factor, kernel: Factor | None, spatial_of: s
     g, c = channels
     by_leg = {getattr(a, spatial_of): a for a in axes.values()}
     ordered = []
-    for axis in data.axes[2:]:
-        if len(axis) != 1 or axis[0] not in by_leg:
+    storage = program.tensors[data.tensor].axes
+    for axis, stored in zip(data.axes[2:], storage[2:]):
+        if len(axis) == 1 and not isinstance(axis, Window) and axis[0] in by_leg:
+            ordered.append(by_leg[axis[0]])
+        elif spatial_of == "i" and (read := _read_axis(program, axis, stored)) is not None:
+            ordered.append(read)
+        else:
             return None
-        ordered.append(by_leg[axis[0]])
-    if len(ordered) != len(axes) or not 1 <= len(ordered) <= 3:
+    if sum(a.i is not None for a in ordered) != len(axes) or not 1 <= len(ordered) <= 3:
         return None
     d = None
     if kernel is not None:
@@ -205,18 +229,18 @@ def _input_vjp(program, others, axes, result, name, temp, show) -> Native | None
             return None
         dims = len(ordered)
         value = temp()
-        lines = [f"{value} = torch.nn.functional.conv_transpose{dims}d({name(data)}, {name(kernel)}, {_conv_args(ordered, groups)})"]
-        for position, a in enumerate(ordered):  # the full transpose covers left padding + I (+ more)
-            I, O, K = a.sizes
-            full = (O - 1) * a.spec.stride + a.spec.dilation * (K - 1) + 1
-            left = a.pads[0]
-            if full < left + I:
-                lines.append(f"{value} = torch.nn.functional.pad({value}, {_tuple([0, 0] * (dims - 1 - position) + [0, left + I - full])})")
-            if left or full > left + I:
-                lines.append(f"{value} = {value}.narrow({2 + position}, {left}, {I})")
+        # the input gradient of the convolution that the patterns describe (the kernel autograd
+        # uses); asymmetric padding: the gradient of the padded input, then its inner part
+        symmetric = all(a.pads[0] == a.pads[1] for a in ordered)
+        sizes = [a.sizes[0] + (0 if symmetric else sum(a.pads)) for a in ordered]
+        shape = f"({name(data)}.shape[0], {name(kernel)}.shape[1] * {groups}, {', '.join(map(str, sizes))})"
+        lines = [f"{value} = torch.nn.grad.conv{dims}d_input({shape}, {name(kernel)}, {name(data)}, {_conv_args(ordered, groups, symmetric)})"]
+        for position, a in enumerate(ordered):
+            if not symmetric and sum(a.pads):
+                lines.append(f"{value} = {value}.narrow({2 + position}, {a.pads[0]}, {a.sizes[0]})")
         if g:
             lines.append(f"{value} = {value}.unflatten(1, ({groups}, -1))")
-        return Native(lines, value, f"native conv_transpose{dims}d: the product is exactly the transpose convolution of {data.tensor} with {kernel.tensor}")
+        return Native(lines, value, f"native conv{dims}d input gradient: the product is exactly the transpose convolution of {data.tensor} with {kernel.tensor}")
     return None
 
 

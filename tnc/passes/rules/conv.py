@@ -204,6 +204,9 @@ def find_fold(program: Program, network: Network) -> Rewrite | None:
             nodes = {n for n, _ in component}
             inside = [f for _, f in component]
             outside = [f for n, f in zip(term.product.nodes(), term.product.factors) if n not in nodes]
+            data_legs = {leg for f in outside if f.kind is not Kind.PATTERN for leg in f.legs}
+            if any(len(f.axes) == 3 and f.legs[0] in data_legs for f in inside):
+                continue  # data reads this pattern's input leg: code generation contracts it as a window, cheaper than any constant
             carried = set(network.legs) | {leg for f in outside for leg in f.legs}
             legs = tuple(dict.fromkeys(leg for f in inside for leg in f.legs if leg in carried))
             folded = Factor("", Kind.DEFINED, tuple((leg,) for leg in legs))
@@ -240,7 +243,7 @@ def _declare_constant(program: Program, legs: tuple[str, ...], factors: list[Fac
 
 FOLD = Rule(
     "fold-constants",
-    "two or more patterns joined by summed legs that only patterns carry, when the planned cost of the term drops",
+    "two or more patterns joined by summed legs that only patterns carry, none of whose input legs data reads, when the planned cost of the term drops",
     "a product of patterns depends on no data: computed once, it is a constant factor",
     find_fold,
 )

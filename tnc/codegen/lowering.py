@@ -93,11 +93,19 @@ def _read_axis(program: Program, axis: tuple[str, ...], storage: tuple[str, ...]
     return Axis(spec, None, o, k, (I, O, K), (axis.padding, right))
 
 
-def _channels(axis: tuple[str, ...]) -> tuple[str | None, str] | None:
-    """``(g c)`` -> (g, c); ``(c)`` -> (None, c)."""
-    if isinstance(axis, Window) or len(axis) not in (1, 2):
+def _split(first: tuple[str, ...], second: tuple[str, ...]) -> tuple[str | None, str | None, str | None] | None:
+    """Two channel axes that may share a leading group leg: ``(g c)`` and ``(g d)`` give (g, c, d).
+
+    A leg of size 1 may have been squeezed out of a group, so ``(g)`` with ``(g d)`` gives (g, None, d),
+    and ``(c)`` with ``(d)`` gives (None, c, d)."""
+    if isinstance(first, Window) or isinstance(second, Window) or not (1 <= len(first) <= 2 and 1 <= len(second) <= 2):
         return None
-    return (axis[0], axis[1]) if len(axis) == 2 else (None, axis[0])
+    if first[0] == second[0]:
+        g, c, d = first[0], first[1] if len(first) == 2 else None, second[1] if len(second) == 2 else None
+        return None if c is not None and c == d else (g, c, d)
+    if len(first) == len(second) == 1:
+        return None, first[0], second[0]
+    return None
 
 
 def _tuple(values) -> str:
@@ -111,16 +119,11 @@ def _pad(expr: str, spatial: list[Axis], extra: Callable[[Axis], tuple[int, int]
     return f"torch.nn.functional.pad({expr}, {_tuple(pads)})" if any(pads) else expr
 
 
-def _layout(program: Program, data: Factor, kernel: Factor | None, spatial_of: str, result: tuple[str, ...], axes: dict[str, Axis]):
-    """Match ``data[n, (g c), s1..sD]`` and ``kernel[(g d), c, k1..kD]`` (``spatial_of`` names which
-    pattern leg, "i" or "o", the data carries); returns (n, g, c, d, ordered axes) or None."""
-    if len(data.axes) < 3 or len(data.axes[0]) != 1:
+def _layout(program: Program, data: Factor, spatial_of: str, axes: dict[str, Axis]) -> tuple[str, list[Axis]] | None:
+    """Match ``data[n, channels, s1..sD]``, where every spatial axis is a pattern's ``spatial_of``
+    leg ("i" or "o"), or (for "i") a group or window a rewrite left; returns (n, ordered axes)."""
+    if len(data.axes) < 3 or len(data.axes[0]) != 1 or isinstance(data.axes[0], Window):
         return None
-    n = data.axes[0][0]
-    channels = _channels(data.axes[1])
-    if channels is None:
-        return None
-    g, c = channels
     by_leg = {getattr(a, spatial_of): a for a in axes.values()}
     ordered = []
     storage = program.tensors[data.tensor].axes
@@ -133,19 +136,16 @@ def _layout(program: Program, data: Factor, kernel: Factor | None, spatial_of: s
             return None
     if sum(a.i is not None for a in ordered) != len(axes) or not 1 <= len(ordered) <= 3:
         return None
-    d = None
-    if kernel is not None:
-        out = _channels(kernel.axes[0]) if kernel.axes else None
-        if out is None or out[0] != g or len(kernel.axes) != 2 + len(ordered) or kernel.axes[1] != (c,):
-            return None
-        d = out[1]
-        if [a[0] if len(a) == 1 else None for a in kernel.axes[2:]] != [a.k for a in ordered]:
-            return None
-    legs = [n, g, c, d] + [leg for a in ordered for leg in (a.i, a.o, a.k)]
-    used = [leg for leg in legs if leg is not None]
-    if len(set(used)) != len(used):
-        return None
-    return n, g, c, d, ordered
+    return data.axes[0][0], ordered
+
+
+def _distinct(*legs) -> bool:
+    present = [leg for leg in legs if leg is not None]
+    return len(set(present)) == len(present)
+
+
+def _spatial_legs(ordered: list[Axis]) -> list[str]:
+    return [leg for a in ordered for leg in (a.i, a.o, a.k)]
 
 
 def _group_count(program: Program, g: str | None) -> int | None:
@@ -186,10 +186,19 @@ def _forward(program, others, axes, result, name, temp, show) -> Native | None:
     if len(others) != 2:
         return None
     for data, kernel in (others, others[::-1]):
-        layout = _layout(program, data, kernel, "i", result, axes)
-        if layout is None:
+        layout = _layout(program, data, "i", axes)
+        if layout is None or len(kernel.axes) != len(data.axes) or isinstance(kernel.axes[1], Window):
             continue
-        n, g, c, d, ordered = layout
+        n, ordered = layout
+        split = _split(data.axes[1], kernel.axes[0])
+        if split is None or len(kernel.axes[1]) != 1 or [tuple(a) for a in kernel.axes[2:]] != [(a.k,) for a in ordered]:
+            continue
+        g, c, d = split
+        inner = kernel.axes[1][0]  # the kernel's input channel: c, or a size-1 leg where c was squeezed
+        if (c is not None and inner != c) or (c is None and _concrete(program, program.size(inner)) != 1):
+            continue
+        if d is None or not _distinct(n, g, inner, d, *_spatial_legs(ordered)):
+            continue
         if list(result) != [n] + ([g] if g else []) + [d] + [a.o for a in ordered]:
             continue
         groups = _group_count(program, g)
@@ -210,18 +219,19 @@ def _input_vjp(program, others, axes, result, name, temp, show) -> Native | None
     if len(others) != 2:
         return None
     for data, kernel in (others, others[::-1]):
-        layout = _layout(program, data, None, "o", result, axes)
-        if layout is None:
+        layout = _layout(program, data, "o", axes)
+        if layout is None or len(kernel.axes) != len(data.axes) or isinstance(data.axes[1], Window):
             continue
-        n, g, _, _, ordered = layout
-        # kernel[(g d), c, k..]: its first axis is the data's channel axis, its second the result's
-        if len(kernel.axes) != 2 + len(ordered) or kernel.axes[0] != data.axes[1] or len(kernel.axes[1]) != 1:
+        n, ordered = layout
+        # kernel[(g d), c, k..]: its first axis is the data's channel axis (d may have been
+        # squeezed out), its second the result's channels
+        channel = tuple(data.axes[1])
+        if tuple(kernel.axes[0]) != channel or len(kernel.axes[1]) != 1 or isinstance(kernel.axes[1], Window):
             continue
         c_leg = kernel.axes[1][0]
-        if c_leg in {n, *data.axes[1], *(leg for a in ordered for leg in (a.i, a.o, a.k))}:
+        if [tuple(a) for a in kernel.axes[2:]] != [(a.k,) for a in ordered] or not _distinct(n, c_leg, *channel, *_spatial_legs(ordered)):
             continue  # a diagonal (the same leg twice) is not a transpose convolution
-        if [a[0] if len(a) == 1 else None for a in kernel.axes[2:]] != [a.k for a in ordered]:
-            continue
+        g = channel[0] if channel[0] in result else None
         if list(result) != [n] + ([g] if g else []) + [c_leg] + [a.i for a in ordered]:
             continue
         groups = _group_count(program, g)
@@ -249,16 +259,15 @@ def _weight_vjp(program, others, axes, result, name, temp, show) -> Native | Non
     if len(others) != 2:
         return None
     for data, seed in (others, others[::-1]):
-        layout = _layout(program, data, None, "i", result, axes)
-        if layout is None:
+        layout = _layout(program, data, "i", axes)
+        if layout is None or len(seed.axes) != len(data.axes) or tuple(seed.axes[0]) != tuple(data.axes[0]):
             continue
-        n, g, c, _, ordered = layout
-        if len(seed.axes) != 2 + len(ordered) or seed.axes[0] != (n,) or _channels(seed.axes[1]) is None:
+        n, ordered = layout
+        split = _split(data.axes[1], seed.axes[1])
+        if split is None or [tuple(a) for a in seed.axes[2:]] != [(a.o,) for a in ordered]:
             continue
-        g_out, d = _channels(seed.axes[1])
-        if g_out != g or [a[0] if len(a) == 1 else None for a in seed.axes[2:]] != [a.o for a in ordered]:
-            continue
-        if d in {n, c, *(leg for a in ordered for leg in (a.i, a.o, a.k))}:
+        g, c, d = split
+        if c is None or d is None or not _distinct(n, g, c, d, *_spatial_legs(ordered)):
             continue  # a diagonal of the seed is not a weight gradient
         if list(result) != ([g] if g else []) + [d, c] + [a.k for a in ordered]:
             continue
@@ -281,10 +290,13 @@ def _unfold(program, others, axes, result, name, temp, show) -> Native | None:
     if len(others) != 1 or len(axes) != 2:
         return None
     (data,) = others
-    layout = _layout(program, data, None, "i", result, axes)
-    if layout is None:
+    layout = _layout(program, data, "i", axes)
+    if layout is None or len(data.axes[1]) != 1 or isinstance(data.axes[1], Window):
         return None
-    n, g, c, _, ordered = layout
+    n, ordered = layout
+    g, c = None, data.axes[1][0]
+    if not _distinct(n, c, *_spatial_legs(ordered)):
+        return None
     if g is not None or list(result) != [n, c] + [a.k for a in ordered] + [a.o for a in ordered]:
         return None
     value = temp()
@@ -304,10 +316,13 @@ def _pool(program, others, axes, result, name, temp, show) -> Native | None:
     if len(others) != 1:
         return None
     (data,) = others
-    layout = _layout(program, data, None, "i", result, axes)
-    if layout is None:
+    layout = _layout(program, data, "i", axes)
+    if layout is None or len(data.axes[1]) != 1 or isinstance(data.axes[1], Window):
         return None
-    n, g, c, _, ordered = layout
+    n, ordered = layout
+    g, c = None, data.axes[1][0]
+    if not _distinct(n, c, *_spatial_legs(ordered)):
+        return None
     if g is not None or list(result) != [n, c] + [a.o for a in ordered] or any(a.spec.dilation != 1 for a in ordered):
         return None
     if any(a.pads[0] > a.sizes[2] // 2 for a in ordered) or len(ordered) > 3:

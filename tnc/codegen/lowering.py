@@ -165,6 +165,14 @@ def native(program: Program, factors: list[Factor], result: tuple[str, ...], nam
     return None
 
 
+def _native_call(value: str, call: str, after: list[str], groups: int | None, axis: int, why: str) -> Native:
+    """``value = call``, then ``after``, then the grouped channel axis ``axis`` split as (groups, -1)."""
+    lines = [f"{value} = {call}", *after]
+    if groups:
+        lines.append(f"{value} = {value}.unflatten({axis}, ({groups}, -1))")
+    return Native(lines, value, why)
+
+
 def _conv_args(ordered: list[Axis], groups: int, padding: bool = False) -> str:
     """Keyword arguments of a native convolution; ``padding`` passes symmetric padding along."""
     pads = f"padding={_tuple(a.pads[0] for a in ordered)}, " if padding else ""
@@ -206,11 +214,9 @@ def _forward(program, others, axes, result, name, temp, show) -> Native | None:
             return None
         dims = len(ordered)
         x, symmetric = _padded_input(name(data), ordered)
-        value = temp()
-        lines = [f"{value} = torch.nn.functional.conv{dims}d({x}, {name(kernel)}, {_conv_args(ordered, groups, symmetric)})"]
-        if g:
-            lines.append(f"{value} = {value}.unflatten(1, ({groups}, -1))")
-        return Native(lines, value, f"native conv{dims}d: the product is exactly a convolution of {data.tensor} with {kernel.tensor}")
+        call = f"torch.nn.functional.conv{dims}d({x}, {name(kernel)}, {_conv_args(ordered, groups, symmetric)})"
+        why = f"native conv{dims}d: the product is exactly a convolution of {data.tensor} with {kernel.tensor}"
+        return _native_call(temp(), call, [], g and groups, 1, why)
     return None
 
 
@@ -244,13 +250,14 @@ def _input_vjp(program, others, axes, result, name, temp, show) -> Native | None
         symmetric = all(a.pads[0] == a.pads[1] for a in ordered)
         sizes = [a.sizes[0] + (0 if symmetric else sum(a.pads)) for a in ordered]
         shape = f"({name(data)}.shape[0], {name(kernel)}.shape[1] * {groups}, {', '.join(map(str, sizes))})"
-        lines = [f"{value} = torch.nn.grad.conv{dims}d_input({shape}, {name(kernel)}, {name(data)}, {_conv_args(ordered, groups, symmetric)})"]
-        for position, a in enumerate(ordered):
-            if not symmetric and sum(a.pads):
-                lines.append(f"{value} = {value}.narrow({2 + position}, {a.pads[0]}, {a.sizes[0]})")
-        if g:
-            lines.append(f"{value} = {value}.unflatten(1, ({groups}, -1))")
-        return Native(lines, value, f"native conv{dims}d input gradient: the product is exactly the transpose convolution of {data.tensor} with {kernel.tensor}")
+        call = f"torch.nn.grad.conv{dims}d_input({shape}, {name(kernel)}, {name(data)}, {_conv_args(ordered, groups, symmetric)})"
+        crops = [
+            f"{value} = {value}.narrow({2 + position}, {a.pads[0]}, {a.sizes[0]})"
+            for position, a in enumerate(ordered)
+            if not symmetric and sum(a.pads)
+        ]
+        why = f"native conv{dims}d input gradient: the product is exactly the transpose convolution of {data.tensor} with {kernel.tensor}"
+        return _native_call(value, call, crops, g and groups, 1, why)
     return None
 
 
@@ -277,11 +284,9 @@ def _weight_vjp(program, others, axes, result, name, temp, show) -> Native | Non
         dims = len(ordered)
         x, symmetric = _padded_input(name(data), ordered)
         shape = f"({name(seed)}.shape[1], {name(data)}.shape[1] // {groups}, {', '.join(str(a.sizes[2]) for a in ordered)})"
-        value = temp()
-        lines = [f"{value} = torch.nn.grad.conv{dims}d_weight({x}, {shape}, {name(seed)}, {_conv_args(ordered, groups, symmetric)})"]
-        if g:
-            lines.append(f"{value} = {value}.unflatten(0, ({groups}, -1))")
-        return Native(lines, value, f"native conv{dims}d weight gradient: the product is exactly the weight VJP of a convolution")
+        call = f"torch.nn.grad.conv{dims}d_weight({x}, {shape}, {name(seed)}, {_conv_args(ordered, groups, symmetric)})"
+        why = f"native conv{dims}d weight gradient: the product is exactly the weight VJP of a convolution"
+        return _native_call(temp(), call, [], g and groups, 0, why)
     return None
 
 

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from tnc.codegen.torch_module import to_torch_source
 from tnc.frontend import compile_source
 from tnc.passes.derive import derive_program
+from tnc.passes.simplify import simplify
 
 TOL = dict(atol=1e-10, rtol=1e-10)
 DT = torch.float64
@@ -732,3 +733,49 @@ def test_hand_written_window_with_free_axis(I: int) -> None:
     expected = loops((2, 3, 2), lambda n, o, k: at(X, n, 2 * o + k - 1)) * L.sum()
     torch.testing.assert_close(call(module, output, dict(X=X, L=L)), expected, **TOL)
     assert "max(0, " in source
+
+
+ONE_BY_SEVEN = """
+size N = 2
+index n: N, c: 3, d: 4, i1: 17, i2: 17, k1: 1, k2: 7
+input X[n, c, i1, i2]
+param W[d, c, k1, k2]
+pattern P1[i1, o1, k1] = conv()
+pattern P2[i2, o2, k2] = conv(padding=3)
+output Y[n, d, o1, o2] = X[n, c, i1, i2] * P1[i1, o1, k1] * P2[i2, o2, k2] * W[d, c, k1, k2]
+"""
+
+
+@pytest.mark.parametrize(
+    "derive, output, expected_strategy",
+    [
+        (None, "Y", "native conv2d"),
+        (dict(wrt="X", vjp_seed="V"), "vjp_Y_X", "native conv2d input gradient"),
+        (dict(wrt="W", vjp_seed="V"), "vjp_Y_W", "native conv2d weight gradient"),
+    ],
+    ids=["forward", "input-vjp", "weight-vjp"],
+)
+def test_one_by_k_layer_stays_native_after_the_identity_rule(derive, output, expected_strategy):
+    """InceptionV3's 1x7 convolutions: the identity rule renames the 1x1 axis away, and the native
+    kernel still matches (the axis is read as a 1x1 axis of the convolution)."""
+    program = compile_source(ONE_BY_SEVEN, "one_by_seven.tn")
+    if derive:
+        derive_program(program, **derive)
+    log = simplify(program)
+    assert "identity" in [a.rule for a in log]
+    module = types.ModuleType("one_by_seven")
+    source = to_torch_source(program, "one_by_seven")
+    exec(source, module.__dict__)
+    assert f"strategy {expected_strategy}:" in source
+    g = torch.Generator().manual_seed(3)
+    X, W, V = (torch.randn(shape, generator=g, dtype=torch.float64) for shape in [(2, 3, 17, 17), (4, 3, 1, 7), (2, 4, 17, 17)])
+    forward = lambda x, w: F.conv2d(x, w, padding=(0, 3))  # noqa: E731
+    reference = {
+        "Y": lambda: forward(X, W),
+        "vjp_Y_X": lambda: torch.func.vjp(lambda x: forward(x, W), X)[1](V)[0],
+        "vjp_Y_W": lambda: torch.func.vjp(lambda w: forward(X, w), W)[1](V)[0],
+    }[output]()
+    arguments = {"X": X, "W": W, "V": V}
+    function = getattr(module, output)
+    result = function(**{p: arguments[p] for p in inspect.signature(function).parameters})
+    torch.testing.assert_close(result, reference, rtol=1e-10, atol=1e-10)

@@ -28,14 +28,17 @@ Show = Callable[[sympy.Expr], str]
 
 @dataclass(frozen=True)
 class Axis:
-    """One spatial axis of a convolution-like product: its pattern and legs."""
+    """One spatial axis of a convolution-like product: its pattern and legs. An axis that a rewrite
+    already simplified has no pattern: a group or window (no ``i``) or a 1x1 identity (no ``k``;
+    the one leg plays ``o`` on the input side, ``i`` on the output side)."""
 
     spec: ConvPattern
-    i: str
-    o: str
-    k: str
+    i: str | None
+    o: str | None
+    k: str | None
     sizes: tuple[int, int, int]  # I, O, K
     pads: tuple[int, int]
+    from_pattern: bool = True
 
 
 @dataclass(frozen=True)
@@ -84,13 +87,13 @@ def _read_axis(program: Program, axis: tuple[str, ...], storage: tuple[str, ...]
     if None in (I, O, K):
         return None
     if not isinstance(axis, Window):
-        return Axis(ConvPattern(stride=K), None, o, k, (I, O, K), (0, 0))
+        return Axis(ConvPattern(stride=K), None, o, k, (I, O, K), (0, 0), False)
     span = axis.dilation * (K - 1) + 1
     right = max(0, (O - 1) * axis.stride + span - axis.padding - I)
     if (I + axis.padding + right - span) // axis.stride + 1 != O:
         return None  # the window reads fewer outputs than the axis allows: not a plain convolution
     spec = ConvPattern(stride=axis.stride, dilation=axis.dilation, padding=(axis.padding, right))
-    return Axis(spec, None, o, k, (I, O, K), (axis.padding, right))
+    return Axis(spec, None, o, k, (I, O, K), (axis.padding, right), False)
 
 
 def _split(first: tuple[str, ...], second: tuple[str, ...]) -> tuple[str | None, str | None, str | None] | None:
@@ -127,16 +130,39 @@ def _layout(program: Program, data: Factor, spatial_of: str, axes: dict[str, Axi
     by_leg = {getattr(a, spatial_of): a for a in axes.values()}
     ordered = []
     storage = program.tensors[data.tensor].axes
+    pattern_legs = {leg for a in axes.values() for leg in (a.i, a.o, a.k)}
     for axis, stored in zip(data.axes[2:], storage[2:]):
         if len(axis) == 1 and not isinstance(axis, Window) and axis[0] in by_leg:
             ordered.append(by_leg[axis[0]])
+        elif len(axis) == 1 and not isinstance(axis, Window) and axis[0] not in pattern_legs:
+            size = _concrete(program, program.size(axis[0]))  # a 1x1 stride-1 axis the identity rule renamed
+            if size is None:
+                return None
+            legs = (None, axis[0]) if spatial_of == "i" else (axis[0], None)
+            ordered.append(Axis(ConvPattern(), *legs, None, (size, size, 1), (0, 0), False))
         elif spatial_of == "i" and (read := _read_axis(program, axis, stored)) is not None:
             ordered.append(read)
         else:
             return None
-    if sum(a.i is not None for a in ordered) != len(axes) or not 1 <= len(ordered) <= 3:
+    if sum(a.from_pattern for a in ordered) != len(axes) or not 1 <= len(ordered) <= 3:
         return None
     return data.axes[0][0], ordered
+
+
+def _kernel_axes(program: Program, kernel: Factor, ordered: list[Axis], elsewhere: set[str]) -> bool:
+    """The kernel's spatial axes are the axes' kernel legs; a 1x1 axis pairs with a size-1 leg
+    that nothing else carries."""
+    if len(kernel.axes) != 2 + len(ordered):
+        return False
+    for axis, a in zip(kernel.axes[2:], ordered):
+        if isinstance(axis, Window) or len(axis) != 1:
+            return False
+        if a.k is None:
+            if axis[0] in elsewhere or _concrete(program, program.size(axis[0])) != 1:
+                return False
+        elif axis[0] != a.k:
+            return False
+    return True
 
 
 def _distinct(*legs) -> bool:
@@ -199,7 +225,7 @@ def _forward(program, others, axes, result, name, temp, show) -> Native | None:
             continue
         n, ordered = layout
         split = _split(data.axes[1], kernel.axes[0])
-        if split is None or len(kernel.axes[1]) != 1 or [tuple(a) for a in kernel.axes[2:]] != [(a.k,) for a in ordered]:
+        if split is None or len(kernel.axes[1]) != 1 or not _kernel_axes(program, kernel, ordered, set(data.legs) | set(result)):
             continue
         g, c, d = split
         inner = kernel.axes[1][0]  # the kernel's input channel: c, or a size-1 leg where c was squeezed
@@ -235,7 +261,7 @@ def _input_vjp(program, others, axes, result, name, temp, show) -> Native | None
         if tuple(kernel.axes[0]) != channel or len(kernel.axes[1]) != 1 or isinstance(kernel.axes[1], Window):
             continue
         c_leg = kernel.axes[1][0]
-        if [tuple(a) for a in kernel.axes[2:]] != [(a.k,) for a in ordered] or not _distinct(n, c_leg, *channel, *_spatial_legs(ordered)):
+        if not _kernel_axes(program, kernel, ordered, set(data.legs) | set(result)) or not _distinct(n, c_leg, *channel, *_spatial_legs(ordered)):
             continue  # a diagonal (the same leg twice) is not a transpose convolution
         g = channel[0] if channel[0] in result else None
         if list(result) != [n] + ([g] if g else []) + [c_leg] + [a.i for a in ordered]:

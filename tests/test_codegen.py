@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import inspect
 import io
 import json
 import os
@@ -528,3 +529,27 @@ def test_a_free_size_no_shape_tells_is_a_keyword_argument(text, call):
     torch.testing.assert_close(result, expected, **TOLERANCE)
     with pytest.raises(TypeError):
         namespace["Y"](x[:3] if "(1/N)" in text else x)  # the size is required
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "index i: 3\ninput X[i]\noutput Y[i] = 2 * X[i]\n",
+        "index i: 3, j: 4\ninput X[i, j]\noutput Y[j, i] = -0.5 * X[i, j]\n",
+        "index i: 3, j: 4\ninput X[i, j]\ninput Z[j]\noutput Y[i] = 3 * X[i, j] * Z[j] - X[i, j] * Z[j]\n",
+        "size N = 2\nindex n: N, c: 2, c': 2, i: 5, k: 3\ninput X[n, c, i]\nparam W[c, c', k]\npattern P[i, o, k] = conv(padding=1)\n"
+        "output Y[n, c', o] = (1/3) * X[n, c, i] * P[i, o, k] * W[c, c', k]\n",
+    ],
+    ids=["copy", "transpose", "two-terms", "native-conv"],
+)
+def test_coefficients_never_change_the_arguments(text):
+    """Scaling happens in place only on new tensors, never on a view of an input."""
+    namespace = load(torch_source(text, "scaled"))
+    function = namespace["Y"]
+    arguments = {name: torch.randn(*shape, dtype=torch.float64) for name, shape in
+                 {"X": (2, 2, 5) if "W[" in text else (3, 4) if "j: 4" in text else (3,), "Z": (4,), "W": (2, 2, 3)}.items()}
+    wanted = {p: arguments[p] for p in inspect.signature(function).parameters}
+    before = {name: tensor.clone() for name, tensor in wanted.items()}
+    function(**wanted)
+    for name, tensor in wanted.items():
+        assert torch.equal(tensor, before[name]), name

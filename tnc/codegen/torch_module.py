@@ -193,6 +193,7 @@ class TorchGenerator:
         sizes = self.eval_sizes(name)
         header, self.lines = self.lines, []
         self.views: dict[str, str] = {}  # view expression -> the variable that holds it
+        self.fresh: set[str] = set()  # temporaries that are new tensors, safe to scale in place
         self.temp = 0
         data = [o for o in operands if self.program.tensors[o].kind is not Kind.PATTERN]
         anchor = self.py((data or operands)[0]) if operands else None
@@ -209,6 +210,16 @@ class TorchGenerator:
         self.eval_operands[name] = [o for o in operands if re.search(rf"\b{re.escape(self.py(o))}\b", text)]
         params = ", ".join([self.py(o) for o in self.eval_operands[name]] + (["*"] if sizes else []) + [f"{self.size_name(s)}: int" for s in sizes])
         self.lines += ["", "", f"def _eval_{self.py(name)}({params}) -> torch.Tensor:", f'    """{equation_text(self.program, name)}"""', *body]
+
+    def scaled(self, value: str, coefficient: sympy.Expr) -> str:
+        """``coefficient * value``; in place when ``value`` is a new tensor that nothing else holds
+        (a pairwise contraction or a native kernel's result, never a view of an argument)."""
+        if coefficient == 1:
+            return value
+        if value in self.fresh:
+            self.lines.append(f"    {value}.mul_({self.expr(coefficient)})")
+            return value
+        return f"{self.expr_atom(coefficient)} * {value}"
 
     def device_dtype(self, anchor: str | None) -> str:
         return f"device={anchor}.device, dtype={anchor}.dtype" if anchor else "dtype=torch.get_default_dtype()"
@@ -274,7 +285,8 @@ class TorchGenerator:
                 out(f"    # term {number}: coefficient {term.coefficient}; strategy {call.why}")
                 for line in call.lines:
                     out(f"    {line}")
-                return f"{scale}{call.value}"
+                self.fresh.add(call.value)
+                return self.scaled(call.value, coefficient)
         rest, lowered = windowed(self.program, rest, tuple(target)) if "window" in self.strategies else (rest, [])
         if lowered:
             out(f"    # term {number}: strategy window: {', '.join(lowered)} read as windows of the data (pad once, unfold), not multiplied as 0/1 tensors")
@@ -296,12 +308,16 @@ class TorchGenerator:
                 if call not in computed:
                     computed[call] = self.new_temp()
                     out(f"    {computed[call]} = {call}  # {step.flops:,} FLOPs")
+                    if len(args) == 2:
+                        self.fresh.add(computed[call])
+                else:
+                    self.fresh.discard(computed[call])  # used twice: scaling it in place would scale both
                 variables.append(computed[call])
             value = anchor = variables[-1]
             if embeds and not set(target) <= carried:  # broadcast over legs only the identities carry
                 value += "[" + ", ".join(":" if leg in carried else "None" for leg in target) + "]"
         if not embeds:
-            return f"{scale}{value}"
+            return self.scaled(value, coefficient)
         full = self.new_temp()
         shape = "(" + ", ".join(self.expr(self.program.size(leg)) for leg in result_legs) + ("," if len(result_legs) == 1 else "") + ")"
         out(f"    # term {number}: the identities {', '.join(f'delta[{a}, {b}]' for a, b in embeds)} as a diagonal embedding")

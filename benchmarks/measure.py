@@ -1,9 +1,9 @@
 """Timing and memory measurement.
 
 Time: ``time.perf_counter`` around one call; warm-up calls first, then the methods of one
-(layer, operation) are called in turns (round-robin, the order rotating each round) so that they
-see the same machine state, and each method's time is the median of its rounds. The number of
-rounds adapts to the cost: at most ``repeats``, at least ``min_repeats``, and no more than fits a
+(layer, operation) take turns in blocks of consecutive calls (see ``time_methods``) so that they
+see the same machine state, and each method's time is the median of its timed calls. The number
+of calls adapts to the cost: at most ``repeats``, at least ``min_repeats``, and no more than fits a
 time budget per (layer, operation). ``torch.set_num_threads`` is left at its default.
 
 Memory: one call under ``torch.profiler.profile(profile_memory=True)``; the allocation events of
@@ -80,9 +80,18 @@ def time_methods(
     warmup: int,
     budget: float,
     slow: float = 20.0,
+    rounds: int = 3,
+    settle: int = 1,
 ) -> tuple[dict[str, float], dict[str, int], dict[str, float]]:
     """Median seconds per method, the number of timed calls each got, and each one's spread
     (interquartile range over the median).
+
+    The methods take turns in blocks: in each of ``rounds`` rounds (the order rotating), every
+    method first makes ``settle`` untimed calls, then its share of timed calls in a row. The
+    untimed call lets it settle after the method before it. Methods of very different memory use
+    should not share one call to this function: the first calls after one that allocated and freed
+    much more memory are slower for several calls (page faults, as glibc hands large blocks back
+    to the system), so run.py times einconv, which allocates far more, on its own.
 
     A method whose warm-up call takes more than ``slow`` seconds is timed by that call alone.
     """
@@ -93,14 +102,19 @@ def time_methods(
             if estimate[name] > slow:
                 break
     timed = {name: fn for name, fn in methods.items() if estimate[name] <= slow}
-    per_round = sum(estimate[name] for name in timed) or 1e-9
-    rounds = max(min_repeats, min(repeats, int(budget / per_round)))
+    per_call = sum(estimate[name] for name in timed) or 1e-9
+    calls = max(min_repeats, min(repeats, int(budget / per_call)))
+    rounds = max(1, min(rounds, calls))
+    block = -(-calls // rounds)  # ceil
     samples: dict[str, list[float]] = {name: [] for name in timed}
     names = list(timed)
     for r in range(rounds if timed else 0):
         shift = r % len(names)
         for name in names[shift:] + names[:shift]:
-            samples[name].append(once(timed[name]))
+            for _ in range(settle):  # untimed
+                timed[name]()
+            for _ in range(block):
+                samples[name].append(once(timed[name]))
     medians = {name: statistics.median(samples[name]) if name in timed else estimate[name] for name in methods}
     counts = {name: len(samples[name]) if name in timed else 1 for name in methods}
     spread = {}

@@ -28,10 +28,13 @@ def plot_all(results: dict, folder: Path) -> list[Path]:
         good = [r for r in records if r["ok"] and r.get("time_s")]
         if not good:
             continue
-        fig, ax = plt.subplots(figsize=(max(8, 0.42 * len(good) + 2), 5.2))
+        fig, ax = plt.subplots(figsize=(max(8, 0.42 * len(good) + 4.5), 5.2))
         xs = range(len(good))
         values = [ratio(r, base) for r in good]
-        ax.bar(xs, values, color=[COLORS.get(r["kind"], "gray") for r in good], width=0.7, label=f"tnc / {base}", zorder=2)
+        ax.bar(xs, values, color=[COLORS.get(r["kind"], "gray") for r in good], width=0.7, zorder=2)
+        for x, v in zip(xs, values):
+            ax.annotate(f"{v:.2f}" if v < 10 else f"{v:.0f}", (x, v), textcoords="offset points", xytext=(0, 2 if v >= 1 else -9),
+                        ha="center", fontsize=6.5, zorder=4)
         e_values = [(x, ratio(r, "einconv")) for x, r in zip(xs, good) if ratio(r, "einconv") is not None]
         if e_values:
             ax.scatter([x for x, _ in e_values], [v for _, v in e_values], marker="D", s=28, color="black", label="tnc / einconv", zorder=3)
@@ -47,13 +50,15 @@ def plot_all(results: dict, folder: Path) -> list[Path]:
         ax.set_ylabel("time ratio (log scale; < 1: tnc faster)")
         sizes = "real sizes" if env["scale"] == 1 else f"spatial sizes ×{env['scale']}"
         ax.set_title(f"{TITLES[op]}: tnc vs {base} per layer (float32, batch {env['batch']}, {sizes}, torch {env['torch']}, CPU)", fontsize=10)
-        handles, labels = ax.get_legend_handles_labels()
         from matplotlib.patches import Patch
+        from matplotlib.ticker import FuncFormatter
 
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
+        handles, labels = ax.get_legend_handles_labels()
         kinds = list(dict.fromkeys(r["kind"] for r in good))
-        handles += [Patch(color=COLORS.get(k, "gray")) for k in kinds]
-        labels += [f"class: {k}" for k in kinds]
-        ax.legend(handles, labels, fontsize=7.5, loc="best", ncol=2)
+        handles = [Patch(facecolor="white", edgecolor="black")] + handles + [Patch(color=COLORS.get(k, "gray")) for k in kinds]
+        labels = [f"bar: tnc time / {base} time, by layer class:"] + labels + [f"class: {k}" for k in kinds]
+        ax.legend(handles, labels, fontsize=7.5, loc="upper left", bbox_to_anchor=(1.005, 1.0), borderaxespad=0)
         ax.grid(axis="y", which="both", alpha=0.3, zorder=0)
         low, high = ax.get_ylim()
         ax.set_ylim(min(low, 0.5), max(high, 2))

@@ -271,18 +271,24 @@ def _input_vjp(program, others, axes, result, name, temp, show) -> Native | None
             return None
         dims = len(ordered)
         value = temp()
-        # the input gradient of the convolution that the patterns describe (the kernel autograd
-        # uses); asymmetric padding: the gradient of the padded input, then its inner part
-        symmetric = all(a.pads[0] == a.pads[1] for a in ordered)
-        sizes = [a.sizes[0] + (0 if symmetric else sum(a.pads)) for a in ordered]
-        shape = f"({name(data)}.shape[0], {name(kernel)}.shape[1] * {groups}, {', '.join(map(str, sizes))})"
-        call = f"torch.nn.grad.conv{dims}d_input({shape}, {name(kernel)}, {name(data)}, {_conv_args(ordered, groups, symmetric)})"
-        crops = [
-            f"{value} = {value}.narrow({2 + position}, {a.pads[0]}, {a.sizes[0]})"
-            for position, a in enumerate(ordered)
-            if not symmetric and sum(a.pads)
-        ]
-        why = f"native conv{dims}d input gradient: the product is exactly the transpose convolution of {data.tensor} with {kernel.tensor}"
+        # the transpose convolution, with the padding and output padding that make its output the
+        # axis of size I; where no such arguments exist (asymmetric padding), the full transpose
+        # convolution, then its part [left, left + I) (padded on the right where it is shorter)
+        full = [(a.sizes[1] - 1) * a.spec.stride + a.spec.dilation * (a.sizes[2] - 1) + 1 for a in ordered]
+        extra = [a.sizes[0] + 2 * a.pads[0] - f for a, f in zip(ordered, full)]
+        direct = all(a.pads[0] == a.pads[1] and 0 <= e < max(a.spec.stride, a.spec.dilation) for a, e in zip(ordered, extra))
+        args = _conv_args(ordered, groups, direct) + (f", output_padding={_tuple(extra)}" if direct and any(extra) else "")
+        call = f"torch.nn.functional.conv_transpose{dims}d({name(data)}, {name(kernel)}, {args})"
+        crops = []
+        for position, (a, f) in enumerate(zip(ordered, full)):
+            if direct:
+                break
+            left, size = a.pads[0], a.sizes[0]
+            if f < left + size:
+                crops.append(f"{value} = torch.nn.functional.pad({value}, {_tuple([0, 0] * (dims - 1 - position) + [0, left + size - f])})")
+            if left or f > left + size:
+                crops.append(f"{value} = {value}.narrow({2 + position}, {left}, {size})")
+        why = f"native conv_transpose{dims}d: the product is exactly the transpose convolution of {data.tensor} with {kernel.tensor}"
         return _native_call(value, call, crops, g and groups, 1, why)
     return None
 

@@ -390,11 +390,29 @@ output Z[n, i, c] = V[n, o, d] * P[i, o, k] * W[d, c, k]
 
 
 def test_fold_pattern_input_legs_are_result_legs() -> None:
-    """col2im: the input legs of both patterns are result legs, so nothing is windowed."""
+    """col2im: the input legs of both patterns are result legs, so nothing is windowed, and the
+    product is exactly F.fold."""
     text = (EXAMPLES / "fold.tn").read_text()
     U = rand(2, 2 * 3 * 2, 4 * 6, seed=5)
     reference = F.fold(U, output_size=(7, 6), kernel_size=(3, 2), dilation=(1, 2), padding=(1, 1), stride=(2, 1))
-    check(text, dict(U=U), reference, "einsum")
+    check(text, dict(U=U), reference, "native fold")
+
+
+@pytest.mark.parametrize("padding", [(1, 0), (0, 2)], ids=["left", "right"])
+def test_fold_with_asymmetric_padding(padding) -> None:
+    text = f"""
+size N = 2, C = 2
+index n: N, c: C, i1: 7, i2: 6, k1: 3, k2: 2
+input U[n, (c k1 k2), (o1 o2)]
+pattern P1[i1, o1, k1] = conv(stride=2, padding={padding})
+pattern P2[i2, o2, k2] = conv(padding=1)
+output X[n, c, i1, i2] = U[n, (c k1 k2), (o1 o2)] * P1[i1, o1, k1] * P2[i2, o2, k2]
+"""
+    left, right = padding
+    O1 = (7 + left + right - 3) // 2 + 1
+    U = rand(2, 2 * 3 * 2, O1 * 7, seed=6)
+    full = F.fold(U, output_size=(7 + left + right, 8), kernel_size=(3, 2), stride=(2, 1))
+    check(text, dict(U=U), full[:, :, left : left + 7, 1:7], "native fold")
 
 
 def test_pattern_input_leg_read_inside_a_group_is_not_windowed() -> None:

@@ -1,7 +1,7 @@
 """Lowering strategies for one product, tried in order (the cost model of the PyTorch target):
 
 1. ``native``: the product is exactly a standard operation (convolution, transpose convolution /
-   input VJP, weight VJP, unfold, sum pooling) of any dimension and groups: call the native
+   input VJP, weight VJP, unfold, fold, sum pooling) of any dimension and groups: call the native
    PyTorch kernel, which does the same arithmetic without any index-pattern work.
 2. ``window``: a pattern whose input leg is summed and read by plain axes of data tensors is
    contracted by reading those tensors through a window (pad once, ``Tensor.unfold``), so no
@@ -184,7 +184,7 @@ def native(program: Program, factors: list[Factor], result: tuple[str, ...], nam
     if found is None:
         return None
     others, axes = found
-    for matcher in (_forward, _input_vjp, _weight_vjp, _unfold, _pool):
+    for matcher in (_forward, _input_vjp, _weight_vjp, _unfold, _fold, _pool):
         call = matcher(program, others, axes, result, name, temp, show)
         if call is not None:
             return call
@@ -346,6 +346,36 @@ def _unfold(program, others, axes, result, name, temp, show) -> Native | None:
         f"{', '.join(str(a.sizes[1]) for a in ordered)})",
     ]
     return Native(lines, value, "native unfold: the product is exactly im2col")
+
+
+def _fold(program, others, axes, result, name, temp, show) -> Native | None:
+    """X[n, c, i1, i2] = U[n, (c k1 k2), (o1 o2)] * P1 * P2: F.fold (col2im)."""
+    if len(others) != 1 or len(axes) != 2:
+        return None
+    (data,) = others
+    if len(data.axes) != 3 or any(isinstance(a, Window) for a in data.axes) or len(data.axes[0]) != 1:
+        return None
+    n, (c, *kernel), outputs = data.axes[0][0], data.axes[1], tuple(data.axes[2])
+    by_output = {a.o: a for a in axes.values()}
+    if len(kernel) != 2 or len(outputs) != 2 or any(o not in by_output for o in outputs):
+        return None
+    ordered = [by_output[o] for o in outputs]
+    if [a.k for a in ordered] != kernel or list(result) != [n, c] + [a.i for a in ordered] or not _distinct(n, c, *_spatial_legs(ordered)):
+        return None
+    symmetric = all(a.pads[0] == a.pads[1] for a in ordered)
+    size = _tuple(a.sizes[0] + (0 if symmetric else sum(a.pads)) for a in ordered)
+    padding = _tuple(a.pads[0] if symmetric else 0 for a in ordered)
+    value = temp()
+    call = (
+        f"torch.nn.functional.fold({name(data)}, {size}, {_tuple(a.sizes[2] for a in ordered)}, "
+        f"dilation={_tuple(a.spec.dilation for a in ordered)}, padding={padding}, stride={_tuple(a.spec.stride for a in ordered)})"
+    )
+    crops = [
+        f"{value} = {value}.narrow({2 + position}, {a.pads[0]}, {a.sizes[0]})"
+        for position, a in enumerate(ordered)
+        if not symmetric and sum(a.pads)
+    ]
+    return _native_call(value, call, crops, None, 1, "native fold: the product is exactly col2im")
 
 
 def _pool(program, others, axes, result, name, temp, show) -> Native | None:

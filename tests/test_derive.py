@@ -38,6 +38,7 @@ from tnc.errors import TncError
 from tnc.frontend import compile_source
 from tnc.ir.network import Kind
 from tnc.passes.derive import derive_program
+from conv_reference import ReferenceAxis
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -360,27 +361,7 @@ def test_per_sample_gradients_sum_to_the_gradient():
 
 
 @dataclass(frozen=True)
-class Axis:
-    size: int
-    kernel: int
-    stride: int
-    dilation: int
-    padding: object  # int, "same", "valid" or (left, right)
-
-    def pads(self) -> tuple[int, int]:
-        if self.padding == "same":
-            total = self.dilation * (self.kernel - 1)
-            return total // 2, total - total // 2
-        if self.padding == "valid":
-            return 0, 0
-        if isinstance(self.padding, tuple):
-            return self.padding
-        return self.padding, self.padding
-
-    def output(self) -> int:
-        left, right = self.pads()
-        return (self.size + left + right - self.dilation * (self.kernel - 1) - 1) // self.stride + 1
-
+class Axis(ReferenceAxis):
     def text(self) -> str:
         padding = f"({self.padding[0]}, {self.padding[1]})" if isinstance(self.padding, tuple) else self.padding
         return f"conv(stride={self.stride}, padding={padding}, dilation={self.dilation})"

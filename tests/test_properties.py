@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from tnc.codegen.einsum import einsum_outputs, pattern_parameters
 from tnc.codegen.torch_module import to_torch_source
 from tnc.frontend import compile_source
+from conv_reference import ReferenceAxis
 
 TOLERANCE = dict(atol=1e-10, rtol=1e-10)
 
@@ -29,28 +30,7 @@ SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[Healt
 
 
 @dataclass(frozen=True)
-class Axis:
-    size: int
-    kernel: int
-    stride: int
-    dilation: int
-    padding: object  # int, "same", "valid" or (left, right)
-
-    def pads(self) -> tuple[int, int]:
-        """PyTorch's rule: ``same`` pads dilation*(K-1) in total, the smaller half on the left."""
-        if self.padding == "same":
-            total = self.dilation * (self.kernel - 1)
-            return total // 2, total - total // 2
-        if self.padding == "valid":
-            return 0, 0
-        if isinstance(self.padding, tuple):
-            return self.padding
-        return self.padding, self.padding
-
-    def output(self) -> int:
-        left, right = self.pads()
-        return (self.size + left + right - self.dilation * (self.kernel - 1) - 1) // self.stride + 1
-
+class Axis(ReferenceAxis):
     def argument_text(self, spell_defaults: bool) -> str:
         args = []
         if self.stride != 1 or spell_defaults:

@@ -16,7 +16,6 @@ or the BLAS library take outside PyTorch's allocator is not seen.
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import os
 import statistics

@@ -27,8 +27,9 @@ def variable_axes(program: Program, wrt: str, fresh: Fresh) -> Axes:
     return tuple(tuple(fresh(leg) for leg in axis) for axis in program.tensors[wrt].axes)
 
 
-def _cut(program: Program, network: Network, wrt: str, new_axes: Axes) -> list[Term]:
-    declared = program.tensors[wrt]
+def _cut(network: Network, wrt: str, new_axes: Axes) -> list[Term]:
+    """One term per occurrence of ``wrt``: the occurrence removed, each of its axes joined to the
+    matching new result axis by identities."""
     terms = []
     for term in network.terms:
         for node in term.product.nodes():
@@ -38,8 +39,7 @@ def _cut(program: Program, network: Network, wrt: str, new_axes: Axes) -> list[T
             if any(isinstance(a, Window) for a in factor.axes):
                 raise DerivativeError(f"'{wrt}' is read through a window leg here; differentiate before simplifying")
             rest = [f for n, f in zip(term.product.nodes(), term.product.factors) if n != node]
-            deltas = [identity(used, new) for used, new in zip(factor.axes, new_axes) for identity in [axis_deltas]]
-            deltas = [d for group in deltas for d in group]
+            deltas = [d for used, new in zip(factor.axes, new_axes) for d in axis_deltas(used, new)]
             terms.append(Term(term.coefficient, Product(rest + deltas)))
     return terms
 
@@ -53,7 +53,7 @@ def jacobian(program: Program, network: Network, wrt: str, fresh: Fresh) -> Netw
     except ExpansionError as error:
         raise DerivativeError(str(error)) from None
     new_axes = variable_axes(program, wrt, fresh)
-    result = Network(network.axes + new_axes, _cut(program, expanded, wrt, new_axes))
+    result = Network(network.axes + new_axes, _cut(expanded, wrt, new_axes))
     return replace(eliminate_deltas(program, result), cut=flatten(new_axes))
 
 

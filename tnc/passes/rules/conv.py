@@ -7,16 +7,17 @@ does not fire where its condition cannot be proven (symbolic sizes of unknown di
 from __future__ import annotations
 
 from dataclasses import replace
+from math import prod
 from typing import Iterator
 
 import sympy
 
+from tnc.codegen.lowering import windowed
+from tnc.codegen.plan import plan
 from tnc.codegen.tn import axes_text
 from tnc.ir.network import Factor, Kind, Network, Product, Term, Window
 from tnc.ir.pattern import ConvPattern
 from tnc.ir.program import Program, Tensor
-from tnc.codegen.lowering import windowed
-from tnc.codegen.plan import plan
 from tnc.passes.rules.base import Rewrite, Rule, divides, equal, planning_size, replace_term, without
 
 
@@ -194,9 +195,14 @@ def _pattern_components(term: Term, result_legs: tuple[str, ...]) -> list[list[t
     return components
 
 
-def _cost(program: Program, factors: list[Factor], output: tuple[str, ...]) -> int:
+def _cost(program: Program, factors: list[Factor], output: tuple[str, ...]) -> tuple[int, int]:
+    """Planned FLOPs, and the elements of the largest tensor the code holds: an intermediate, or a
+    window view (which the contraction copies out)."""
     sizes = {leg: planning_size(program, leg) for f in factors for leg in f.legs}
-    return plan([f.legs for f in factors], output, sizes).flops
+    planned = plan([f.legs for f in factors], output, sizes)
+    views = [prod(sizes[leg] for leg in f.legs) for f in factors if any(isinstance(a, Window) for a in f.axes)]
+    largest = max([prod(sizes[leg] for leg in step.result) for step in planned.steps] + views, default=0)
+    return planned.flops, largest
 
 
 def find_fold(program: Program, network: Network) -> Rewrite | None:
@@ -209,9 +215,9 @@ def find_fold(program: Program, network: Network) -> Rewrite | None:
             legs = tuple(dict.fromkeys(leg for f in inside for leg in f.legs if leg in carried))
             folded = Factor("", Kind.DEFINED, tuple((leg,) for leg in legs))
             # compare what code generation would run: patterns that data reads become windows
-            before = _cost(program, windowed(program, term.product.factors, network.legs)[0], network.legs)
-            after = _cost(program, windowed(program, outside + [folded], network.legs)[0], network.legs)
-            if 2 * after > before:  # FLOPs miss layout costs: fold only for a clear win (half or less)
+            before, before_memory = _cost(program, windowed(program, term.product.factors, network.legs)[0], network.legs)
+            after, after_memory = _cost(program, windowed(program, outside + [folded], network.legs)[0], network.legs)
+            if 2 * after > before or after_memory > before_memory:  # a clear win in FLOPs, no more memory
                 continue
             name = _declare_constant(program, legs, inside)
             rest = Product(outside + [Factor(name, Kind.DEFINED, folded.axes)])
@@ -242,7 +248,7 @@ def _declare_constant(program: Program, legs: tuple[str, ...], factors: list[Fac
 
 FOLD = Rule(
     "fold-constants",
-    "two or more patterns joined by summed legs that only patterns carry, when the planned cost of the generated code (patterns that data reads contracted as windows) at least halves",
+    "two or more patterns joined by summed legs that only patterns carry, when the planned FLOPs of the generated code (patterns that data reads contracted as windows) at least halve and its largest tensor (intermediate or copied window view) does not grow",
     "a product of patterns depends on no data: computed once, it is a constant factor",
     find_fold,
 )

@@ -262,9 +262,8 @@ def _check(result: torch.Tensor, expected: torch.Tensor, what: str, spec: Spec) 
     torch.testing.assert_close(result, expected, **TOLERANCE, msg=lambda m: f"{what}\n{spec.text()}\n{m}")
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(spec=networks(), seed=st.integers(0, 2**16))
-def test_grad_vjp_jvp_of_random_network(spec: Spec, seed: int):
+def _check_first_order(spec: Spec, seed: int) -> None:
+    """grad, vjp and jvp of the network against jacrev, vjp and jvp of its einsum reference."""
     module = _compile(spec, "grad vjp jvp")
     values = _values(spec, seed)
     f = _function_of_variable(spec, values)
@@ -272,19 +271,19 @@ def test_grad_vjp_jvp_of_random_network(spec: Spec, seed: int):
     _check(_call(module, "J", values), jacrev(f)(x), "grad", spec)
     _check(_call(module, "G", values), vjp(f, x)[1](values["V"])[0], "vjp", spec)
     _check(_call(module, "T", values), jvp(f, (x,), (values["U"],))[1], "jvp", spec)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(spec=networks(), seed=st.integers(0, 2**16))
+def test_grad_vjp_jvp_of_random_network(spec: Spec, seed: int):
+    _check_first_order(spec, seed)
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(spec=networks(chain=True), seed=st.integers(0, 2**16))
 def test_chain_rule_of_random_network(spec: Spec, seed: int):
     """The differentiated tensor uses an earlier defined tensor: derivatives through expansion."""
-    module = _compile(spec, "grad vjp jvp")
-    values = _values(spec, seed)
-    f = _function_of_variable(spec, values)
-    x = values[spec.variable]
-    _check(_call(module, "J", values), jacrev(f)(x), "grad", spec)
-    _check(_call(module, "G", values), vjp(f, x)[1](values["V"])[0], "vjp", spec)
-    _check(_call(module, "T", values), jvp(f, (x,), (values["U"],))[1], "jvp", spec)
+    _check_first_order(spec, seed)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

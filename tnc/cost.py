@@ -11,8 +11,7 @@ from dataclasses import dataclass
 
 import sympy
 
-from tnc.codegen.plan import plan
-from tnc.codegen.torch_module import PLANNING_SIZE
+from tnc.codegen.plan import PLANNING_SIZE, plan, planning_size
 from tnc.ir.program import Program
 
 
@@ -30,11 +29,7 @@ def _flops(program: Program, legs: set[str], summed: bool) -> sympy.Expr:
 
 
 def term_cost(program: Program, factors, output: tuple[str, ...]) -> TermCost:
-    numeric = {}
-    for factor in factors:
-        for leg in factor.legs:
-            size = program.size(leg)
-            numeric[leg] = int(size.subs({s: PLANNING_SIZE for s in size.free_symbols}))
+    numeric = {leg: planning_size(program, leg) for factor in factors for leg in factor.legs}
     planned = plan([f.legs for f in factors], output, numeric)
     every = {leg for f in factors for leg in f.legs}
     steps, largest = [], sympy.Integer(0)

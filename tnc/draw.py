@@ -16,8 +16,7 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from tnc.codegen.tn import axes_text
-from tnc.ir.network import Kind, Network, Term
+from tnc.ir.network import Kind, Network, Term, axes_text
 from tnc.ir.program import Program
 
 SHAPES = {Kind.INPUT: "o", Kind.PARAM: "s", Kind.DEFINED: "D", Kind.PATTERN: "^", Kind.DELTA: "."}

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from tnc.codegen.tn import axes_text
-from tnc.ir.network import Kind
+from tnc.ir.network import Kind, axes_text
 from tnc.ir.program import Program
 
 

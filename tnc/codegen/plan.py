@@ -9,6 +9,14 @@ import opt_einsum
 
 from tnc.codegen.names import einsum_letters
 
+PLANNING_SIZE = 16  # what a free size counts as when a contraction order is chosen or costs compared
+
+
+def planning_size(program, leg: str) -> int:
+    """The size of ``leg`` as a number, free sizes counted as :data:`PLANNING_SIZE`."""
+    size = program.size(leg)
+    return int(size.subs({s: PLANNING_SIZE for s in size.free_symbols}))
+
 
 @dataclass(frozen=True)
 class Step:

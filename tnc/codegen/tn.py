@@ -4,18 +4,8 @@ from __future__ import annotations
 
 import sympy
 
-from tnc.ir.network import Axes, Kind, Network, Window
+from tnc.ir.network import Kind, Network, axes_text
 from tnc.ir.program import Program
-
-
-def axis_text(axis: tuple[str, ...]) -> str:
-    if isinstance(axis, Window):
-        return axis.text()
-    return axis[0] if len(axis) == 1 else f"({' '.join(axis)})"
-
-
-def axes_text(axes: Axes) -> str:
-    return ", ".join(axis_text(axis) for axis in axes)
 
 
 def scalar_text(expr: sympy.Expr) -> str:

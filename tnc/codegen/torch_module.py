@@ -16,15 +16,14 @@ import sympy
 
 from tnc.codegen.lowering import native, windowed
 from tnc.codegen.names import Namer
-from tnc.codegen.plan import plan
+from tnc.codegen.plan import plan, planning_size
 from tnc.codegen.pyexpr import pyexpr
-from tnc.codegen.tn import axes_text, network_text
+from tnc.codegen.tn import network_text
 from tnc.codegen.views import operand_view
 from tnc.errors import Diagnostic, Span, TncError
-from tnc.ir.network import Axes, Factor, Kind, Window
+from tnc.ir.network import Axes, Factor, Kind, Window, axes_text
 from tnc.ir.program import Program, Tensor
 
-PLANNING_SIZE = 16  # what a free size counts as when the contraction order is planned
 STRATEGIES = ("native", "window")  # the lowerings tried before plain einsum steps, in order
 MODULE_ATTRIBUTES = frozenset(
     "T_destination add_module apply bfloat16 buffers call_super_init children compile cpu cuda double "
@@ -111,10 +110,6 @@ class TorchGenerator:
             self.program.size(leg) for axis in axes for leg in axis
         ]
         return "(" + ", ".join(self.expr(d) for d in dims) + ("," if len(dims) == 1 else "") + ")"
-
-    def planning_size(self, leg: str) -> int:
-        size = self.program.size(leg).subs({s: PLANNING_SIZE for s in self.free})
-        return int(size)
 
     def symbols_in(self, names: list[str]) -> set[sympy.Symbol]:
         found: set[sympy.Symbol] = set()
@@ -293,7 +288,7 @@ class TorchGenerator:
         carried = {leg for f in rest for leg in f.legs}
         if rest:
             variables = [self.operand(f, anchor) for f in rest]
-            sizes = {leg: self.planning_size(leg) for f in rest for leg in f.legs}
+            sizes = {leg: planning_size(self.program, leg) for f in rest for leg in f.legs}
             contraction = plan([f.legs for f in rest], tuple(leg for leg in target if leg in carried), sizes)
             path = ", ".join(str(p) for p in contraction.path())
             out(

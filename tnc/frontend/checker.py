@@ -14,7 +14,7 @@ import sympy
 
 from tnc.errors import Diagnostic, Note, Source, Span, TncError, UsageError
 from tnc.frontend import ast
-from tnc.ir.network import Factor, Kind, Network, Product, Term, Window
+from tnc.ir.network import Factor, Kind, Network, Product, Term, Window, axes_text
 from tnc.ir.pattern import ConvPattern
 from tnc.ir.program import Program, Tensor
 from tnc.passes.deltas import DELTA
@@ -511,7 +511,7 @@ class Checker:
             if network is not None:
                 self.error(
                     eq.name.span,
-                    f"{_call_text(eq.rhs)} has {len(network.axes)} result legs ({_axes_text(network.axes)}), "
+                    f"{_call_text(eq.rhs)} has {len(network.axes)} result legs ({axes_text(network.axes)}), "
                     f"but the left side gives {len(eq.axes)}",
                 )
             # Declared, so later uses are not unknown; its legs' sizes are not reported again.
@@ -608,7 +608,7 @@ class Checker:
                 self.error(
                     seed[0].span,
                     f"seed '{seed[0].text}' has {len(tensor.axes)} {_legs(len(tensor.axes))}, but {function} needs "
-                    f"one for each of the {len(needed)} legs of {whose} ({_axes_text(needed)})",
+                    f"one for each of the {len(needed)} legs of {whose} ({axes_text(needed)})",
                 )
                 return None
             self.used.add(seed[0].text)
@@ -624,7 +624,7 @@ class Checker:
             return None
         if seed:
             self.seeds_used.add(seed[0].text)
-            self.seed_checks.append((seed[0], needed, f"{function} needs one for each of the legs of {whose} ({_axes_text(needed)})"))
+            self.seed_checks.append((seed[0], needed, f"{function} needs one for each of the legs of {whose} ({axes_text(needed)})"))
         return result
 
     def check_seeds(self) -> None:
@@ -760,10 +760,6 @@ def _is_zero(terms: tuple[ast.Term, ...]) -> bool:
         return False
     _, item = terms[0].items[0]
     return isinstance(item, ast.Number) and float(item.text) == 0
-
-
-def _axes_text(axes) -> str:
-    return ", ".join(axis[0] if len(axis) == 1 else f"({' '.join(axis)})" for axis in axes)
 
 
 def _call_text(call: ast.Call) -> str:

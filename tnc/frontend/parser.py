@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from lark import Token, Transformer, Tree, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
+from lark.exceptions import (
+    UnexpectedCharacters,
+    UnexpectedInput,
+    UnexpectedToken,
+    VisitError,
+)
 
 from tnc.errors import Diagnostic, Source, Span, TncError
 from tnc.frontend import ast

@@ -69,6 +69,16 @@ def rename_axis(axis: tuple[str, ...], mapping: dict[str, str]) -> tuple[str, ..
     return tuple(mapping.get(n, n) for n in axis)
 
 
+def axis_text(axis: tuple[str, ...]) -> str:
+    if isinstance(axis, Window):
+        return axis.text()
+    return axis[0] if len(axis) == 1 else f"({' '.join(axis)})"
+
+
+def axes_text(axes: Axes) -> str:
+    return ", ".join(axis_text(axis) for axis in axes)
+
+
 @dataclass(frozen=True)
 class Factor:
     """One occurrence of a tensor in a product, with its legs grouped into storage axes."""

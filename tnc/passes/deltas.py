@@ -8,7 +8,6 @@ Jacobian, which code generation emits as a diagonal embedding.
 
 from __future__ import annotations
 
-
 from tnc.ir.network import Factor, Kind, Network, Product, Term, Window
 from tnc.ir.program import Program
 

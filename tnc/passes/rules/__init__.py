@@ -7,7 +7,13 @@ down-sampling, then pre-summing and constant folding for the patterns that survi
 
 from tnc.passes.rules.base import Rewrite, Rule
 from tnc.passes.rules.conv import DENSE, DOWNSAMPLE, FOLD, IDENTITY, PRESUM
-from tnc.passes.rules.general import DELTAS, MERGE_LEGS, MERGE_TERMS, SQUEEZE, ZERO_TERMS
+from tnc.passes.rules.general import (
+    DELTAS,
+    MERGE_LEGS,
+    MERGE_TERMS,
+    SQUEEZE,
+    ZERO_TERMS,
+)
 
 RULES: tuple[Rule, ...] = (ZERO_TERMS, DELTAS, MERGE_TERMS, IDENTITY, DENSE, DOWNSAMPLE, PRESUM, FOLD, SQUEEZE, MERGE_LEGS)
 

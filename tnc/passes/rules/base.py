@@ -28,14 +28,6 @@ class Rule:
     find: Callable[[Program, Network], Rewrite | None]
 
 
-PLANNING_SIZE = 16  # what a free size counts as when costs are compared
-
-
-def planning_size(program: Program, leg: str) -> int:
-    size = program.size(leg)
-    return int(size.subs({s: PLANNING_SIZE for s in size.free_symbols}))
-
-
 def equal(program: Program, a: sympy.Expr, b: sympy.Expr) -> bool:
     return sympy.simplify(program.concrete(a) - program.concrete(b)) == 0
 

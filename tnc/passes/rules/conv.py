@@ -13,12 +13,11 @@ from typing import Iterator
 import sympy
 
 from tnc.codegen.lowering import windowed
-from tnc.codegen.plan import plan
-from tnc.codegen.tn import axes_text
-from tnc.ir.network import Factor, Kind, Network, Product, Term, Window
+from tnc.codegen.plan import plan, planning_size
+from tnc.ir.network import Factor, Kind, Network, Product, Term, Window, axes_text
 from tnc.ir.pattern import ConvPattern
 from tnc.ir.program import Program, Tensor
-from tnc.passes.rules.base import Rewrite, Rule, divides, equal, planning_size, replace_term, without
+from tnc.passes.rules.base import Rewrite, Rule, divides, equal, replace_term, without
 
 
 def _patterns(program: Program, network: Network) -> Iterator[tuple[int, Term, tuple, Factor, ConvPattern, tuple[str, str, str]]]:

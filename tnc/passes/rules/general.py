@@ -5,8 +5,7 @@ from __future__ import annotations
 import networkx as nx
 import sympy
 
-from tnc.codegen.tn import axes_text
-from tnc.ir.network import Factor, Kind, Network, Product, Term, Window
+from tnc.ir.network import Factor, Kind, Network, Product, Term, Window, axes_text
 from tnc.ir.program import Program
 from tnc.passes.deltas import eliminate_one
 from tnc.passes.fresh import primed

@@ -1,4 +1,4 @@
-"""The lowering strategies of the PyTorch target (tnc.codegen.lowering, tnc.codegen.views).
+"""The lowering strategies of the PyTorch target (tnc.lowering).
 
 Every case is compiled twice: with the strategies (``native``, ``window``) and as the dense
 reference (``strategies=()``, which multiplies by the 0/1 pattern tensors). Both are compared,

@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> None:
     elif args.command == "draw":
         draw_program(program, args)
     elif args.command == "cost":
-        from tnc.cost import cost_text
+        from tnc.cost.report import cost_text
 
         write_output(cost_text(program), None)
     elif args.command == "simplify":

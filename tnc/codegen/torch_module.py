@@ -14,12 +14,13 @@ from math import prod
 
 import sympy
 
-from tnc.codegen.lowering import native, windowed
+from tnc.lowering.native import native
+from tnc.lowering.window import windowed
 from tnc.codegen.names import Namer
-from tnc.codegen.plan import plan, planning_size
+from tnc.lowering.plan import plan, planning_size
 from tnc.codegen.pyexpr import pyexpr
 from tnc.codegen.tn import network_text
-from tnc.codegen.views import operand_view
+from tnc.lowering.views import operand_view
 from tnc.errors import Diagnostic, Span, TncError
 from tnc.ir.network import Axes, Factor, Kind, Window, axes_text
 from tnc.ir.program import Program, Tensor
@@ -489,7 +490,7 @@ def to_torch_source(program: Program, stem: str = "network", strategies: tuple[s
     """Generate the standalone PyTorch module for ``program``'s outputs.
 
     ``strategies`` names the lowerings allowed besides planned einsum steps (see
-    :mod:`tnc.codegen.lowering`); ``()`` gives the dense reference that multiplies by patterns.
+    :mod:`tnc.lowering`); ``()`` gives the dense reference that multiplies by patterns.
     """
     if not program.outputs:
         raise TncError(program.source, [Diagnostic(Span(1, 1), "nothing to compile: the file defines no output tensor")])

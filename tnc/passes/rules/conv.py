@@ -12,8 +12,8 @@ from typing import Iterator
 
 import sympy
 
-from tnc.codegen.lowering import windowed
-from tnc.codegen.plan import plan, planning_size
+from tnc.lowering.window import windowed
+from tnc.lowering.plan import plan, planning_size
 from tnc.ir.network import Factor, Kind, Network, Product, Term, Window, axes_text
 from tnc.ir.pattern import ConvPattern
 from tnc.ir.program import Program, Tensor

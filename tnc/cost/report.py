@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import sympy
 
-from tnc.codegen.plan import PLANNING_SIZE, plan, planning_size
+from tnc.lowering.plan import PLANNING_SIZE, plan, planning_size
 from tnc.ir.program import Program
 
 

@@ -11,6 +11,12 @@ import torch
 
 import tnc
 from tnc.cli.main import main
+from tnc.codegen.torch_module import to_torch_source
+from tnc.cost import model
+from tnc.cost.model import summary
+from tnc.frontend import compile_source
+from tnc.lowering.term import describe, lower, network_cost, numeric_size, price
+from tnc.passes.simplify import simplify
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -78,17 +84,65 @@ def test_draw_usage_errors(tmp_path, args, message):
 def test_cost_is_symbolic_in_free_sizes_and_numeric_when_bound():
     status, out, _ = cli("cost", str(EXAMPLES / "convnext_stem.tn"))
     assert status == 0
-    assert "one-shot einsum:   50331648*N  (= 805,306,368 at N=16) FLOPs" in out
-    assert "== simplified (2 rewrites: dense)" in out
+    assert "one-shot: 50331648*N  (= 805,306,368 at N=16) FLOPs" in out
+    assert "== simplified, as tnc compile emits it (2 rewrites: dense)" in out
     status, out, _ = cli("cost", str(EXAMPLES / "convnext_stem.tn"), "--size", "N=2")
-    assert "one-shot einsum:   100,663,296 FLOPs" in out
+    assert "one-shot: 100,663,296 FLOPs" in out
 
 
 @pytest.mark.parametrize("example", ["convnext_stem.tn", "resnet_shortcut.tn", "kfac_reduce.tn"])
 def test_cost_drops_after_simplification(example):
     _, out, _ = cli("cost", str(EXAMPLES / example), "--size", "N=8")
-    planned = [int(m.replace(",", "")) for m in re.findall(r"planned:\s+([\d,]+) FLOPs", out)]
-    assert len(planned) == 2 and planned[1] < planned[0]
+    generated = [int(m.replace(",", "")) for m in re.findall(r"generated: .*\n    FLOPs:\s+([\d,]+)", out)]
+    dense = [int(m.replace(",", "")) for m in re.findall(r"dense einsum as written .*: ([\d,]+) FLOPs", out)]
+    assert len(generated) == len(dense) == 2 and generated[1] <= generated[0] and dense[1] < dense[0]
+
+
+PRICE_RE = re.compile(r"# term (\d+) costs (.*)")
+
+
+def _priced_comments(source: str) -> list[tuple[str, str]]:
+    """(function, price) for every term comment of the generated module, in order."""
+    found, function = [], None
+    for line in source.splitlines():
+        if line.startswith("def "):
+            function = line[4 : line.index("(")]
+        match = PRICE_RE.search(line)
+        if match:
+            found.append((function, match.group(2)))
+    return found
+
+
+AGREEMENT = sorted(p.name for p in EXAMPLES.glob("*.tn"))
+
+
+@pytest.mark.parametrize("example", AGREEMENT)
+def test_cost_report_generated_comments_and_rewrite_log_agree(example):
+    """One price per term: tnc cost, the comments of tnc compile and the log of tnc simplify."""
+    text = (EXAMPLES / example).read_text()
+    program = compile_source(text, example)
+    log = simplify(program)
+    source = to_torch_source(program, "case")
+    numeric = numeric_size(program)
+    priced = []
+    for name in [n for n in program.definitions if f"def _eval_{n}(" in source]:
+        network = program.definitions[name]
+        for term in network.terms:
+            lowered = lower(program, term, network.legs)
+            priced.append((f"_eval_{name}", summary(price(program, lowered))))
+            assert f"{describe(lowered)}" in source
+        cost = network_cost(program, name, size=numeric)
+        for entry in [a for a in log if a.tensor == name][-1:]:  # the last rewrite left this price
+            assert (model.number(entry.after.flops), model.number(entry.after.moved)) == (
+                model.number(cost.flops),
+                model.number(cost.moved),
+            )
+    assert _priced_comments(source) == priced
+    _, report_text, _ = cli("cost", str(EXAMPLES / example))
+    simplified = report_text.split("== simplified")[1]
+    for function, text_price in priced:
+        flops = text_price.split(" FLOPs")[0]
+        assert f"FLOPs:           {flops}" in simplified, (function, text_price)
 
 
 # ------------------------------------------------------------------ Python API

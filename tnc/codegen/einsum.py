@@ -12,10 +12,10 @@ from dataclasses import asdict, dataclass
 import sympy
 
 from tnc.codegen.names import einsum_letters
-from tnc.lowering.views import operand_view
 from tnc.errors import Diagnostic, Span, TncError
 from tnc.ir.network import Axes, Factor, Kind, axes_text
 from tnc.ir.program import Program
+from tnc.lowering.views import operand_view
 
 
 @dataclass

@@ -14,18 +14,16 @@ from math import prod
 
 import sympy
 
-from tnc.lowering.native import native
-from tnc.lowering.window import windowed
 from tnc.codegen.names import Namer
-from tnc.lowering.plan import plan, planning_size
 from tnc.codegen.pyexpr import pyexpr
 from tnc.codegen.tn import network_text
-from tnc.lowering.views import operand_view
+from tnc.cost.model import contraction, show, summary
 from tnc.errors import Diagnostic, Span, TncError
 from tnc.ir.network import Axes, Factor, Kind, Window, axes_text
 from tnc.ir.program import Program, Tensor
+from tnc.lowering.term import STRATEGIES, describe, lower, price
+from tnc.lowering.views import operand_view
 
-STRATEGIES = ("native", "window")  # the lowerings tried before plain einsum steps, in order
 MODULE_ATTRIBUTES = frozenset(
     "T_destination add_module apply bfloat16 buffers call_super_init children compile cpu cuda double "
     "dump_patches eval extra_repr float forward get_buffer get_extra_state get_parameter get_submodule half "
@@ -241,86 +239,53 @@ class TorchGenerator:
             self.lines.append(f"    {self.views[view]} = {view}")
         return self.views[view]
 
-    @staticmethod
-    def split_deltas(factors: list[Factor], result_legs: tuple[str, ...]) -> tuple[list[tuple[str, str]], list[Factor]]:
-        """Deltas between two result legs (emitted as diagonal embeddings), and the other factors.
-
-        For an embedded ``delta[a, b]`` the rest is computed with ``a`` only; where the rest also
-        carries ``b``, the delta makes ``b`` equal to ``a``, so ``b`` is renamed to ``a`` there.
-        """
-        embeds: list[tuple[str, str]] = []
-        rest = list(factors)
-        for factor in factors:
-            if factor.kind is not Kind.DELTA or any(len(axis) != 1 for axis in factor.axes):
-                continue
-            a, b = factor.legs
-            if a == b or a not in result_legs or b not in result_legs:
-                continue
-            rest.remove(factor)
-            carried = {leg for f in rest for leg in f.legs}
-            if b in carried and a not in carried:
-                a, b = b, a
-            rest = [f.renamed({b: a}) for f in rest]
-            embeds.append((a, b))
-        return embeds, rest
-
     def emit_term(self, number: int, term, result_legs: tuple[str, ...], anchor: str | None) -> str:
-        """Emit one term's contraction; returns the expression of its (scaled) value."""
+        """Emit one term as :func:`tnc.lowering.term.lower` lowers it; returns its (scaled) value,
+        after a comment with the strategy and the price the cost model gives it."""
         out = self.lines.append
-        embeds, rest = self.split_deltas(term.product.factors, result_legs)
-        target, diagonal = list(result_legs), ""
-        for a, b in embeds:
-            diagonal += f".diagonal(0, {target.index(a)}, {target.index(b)})"
-            target = [leg for leg in target if leg not in (a, b)] + [a]
-        coefficient = self.program.concrete(term.coefficient)
-        scale = "" if coefficient == 1 else f"{self.expr_atom(coefficient)} * "
+        lowered = lower(self.program, term, result_legs, self.strategies, lambda f: self.py(f.tensor), self.new_temp, self.expr)
+        coefficient, target = lowered.coefficient, list(lowered.target)
+        out(f"    # term {number}: coefficient {term.coefficient}; {describe(lowered)}")
+        out(f"    # term {number} costs {summary(price(self.program, lowered))}")
+        if lowered.native is not None:
+            for line in lowered.native.lines:
+                out(f"    {line}")
+            self.fresh.add(lowered.native.value)
+            return self.scaled(lowered.native.value, coefficient)
         value = None
-        if rest and not embeds and "native" in self.strategies:
-            call = native(self.program, rest, tuple(target), lambda f: self.py(f.tensor), self.new_temp, self.expr)
-            if call is not None:
-                out(f"    # term {number}: coefficient {term.coefficient}; strategy {call.why}")
-                for line in call.lines:
-                    out(f"    {line}")
-                self.fresh.add(call.value)
-                return self.scaled(call.value, coefficient)
-        rest, lowered = windowed(self.program, rest, tuple(target)) if "window" in self.strategies else (rest, [])
-        if lowered:
-            out(f"    # term {number}: strategy window: {', '.join(lowered)} read as windows of the data (pad once, unfold), not multiplied as 0/1 tensors")
-        carried = {leg for f in rest for leg in f.legs}
-        if rest:
-            variables = [self.operand(f, anchor) for f in rest]
-            sizes = {leg: planning_size(self.program, leg) for f in rest for leg in f.legs}
-            contraction = plan([f.legs for f in rest], tuple(leg for leg in target if leg in carried), sizes)
-            path = ", ".join(str(p) for p in contraction.path())
-            out(
-                f"    # term {number}: coefficient {term.coefficient}; path [{path}], "
-                f"{contraction.flops:,} FLOPs (one-shot einsum: {contraction.naive_flops:,})"
-            )
+        if lowered.plan is not None:
+            variables = [self.operand(f, anchor) for f in lowered.factors]
             computed: dict[str, str] = {}  # the same equation on the same variables is computed once
-            for step in contraction.steps:
+            for step in lowered.plan.steps:
                 args = [variables[p] for p in step.operands]
                 variables = [v for p, v in enumerate(variables) if p not in step.operands]
                 call = f'torch.einsum("{step.equation()}", {", ".join(args)})'
                 if call not in computed:
                     computed[call] = self.new_temp()
-                    out(f"    {computed[call]} = {call}  # {step.flops:,} FLOPs")
+                    flops = contraction(step.inputs, step.result, self.program.size).flops
+                    out(f"    {computed[call]} = {call}  # {show(flops)} FLOPs")
                     if len(args) == 2:
                         self.fresh.add(computed[call])
                 else:
                     self.fresh.discard(computed[call])  # used twice: scaling it in place would scale both
                 variables.append(computed[call])
             value = anchor = variables[-1]
-            if embeds and not set(target) <= carried:  # broadcast over legs only the identities carry
+            carried = set(lowered.carried)
+            if lowered.embeds and not set(target) <= carried:  # broadcast over legs only the identities carry
                 value += "[" + ", ".join(":" if leg in carried else "None" for leg in target) + "]"
-        if not embeds:
+        if not lowered.embeds:
             return self.scaled(value, coefficient)
+        diagonal, legs = "", list(result_legs)
+        for a, b in lowered.embeds:
+            diagonal += f".diagonal(0, {legs.index(a)}, {legs.index(b)})"
+            legs = [leg for leg in legs if leg not in (a, b)] + [a]
         full = self.new_temp()
         shape = "(" + ", ".join(self.expr(self.program.size(leg)) for leg in result_legs) + ("," if len(result_legs) == 1 else "") + ")"
-        out(f"    # term {number}: the identities {', '.join(f'delta[{a}, {b}]' for a, b in embeds)} as a diagonal embedding")
         out(f"    {full} = torch.zeros({shape}, {self.device_dtype(anchor)})")
         if value is None:
             out(f"    {full}{diagonal}.fill_({self.expr(coefficient)})")
         else:
+            scale = "" if coefficient == 1 else f"{self.expr_atom(coefficient)} * "
             out(f"    {full}{diagonal}.copy_({scale}{value})")
         return full
 

@@ -1,73 +1,53 @@
-"""``tnc cost``: FLOPs and memory of each term, one-shot (naive) and as planned, symbolic in free sizes.
+"""``tnc cost``: the strategy and price of the code ``tnc compile`` emits for every term, with the
+dense einsum as written beside it, before and after simplification.
 
-The planned path is the one the PyTorch target uses (opt_einsum, free sizes counted as 16 while
-choosing it); its FLOPs and intermediate sizes are then written as sympy expressions in the size
-symbols, and evaluated where every size is bound.
+Every price is the cost model's (:mod:`tnc.cost.model`) of the lowering that code generation
+emits (:func:`tnc.lowering.term.lower`); generated code states the same prices in its comments.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import sympy
 
-from tnc.lowering.plan import PLANNING_SIZE, plan, planning_size
+from tnc.cost import model
 from tnc.ir.program import Program
+from tnc.lowering.term import STRATEGIES, describe, lower, price
 
 
-@dataclass(frozen=True)
-class TermCost:
-    naive_flops: sympy.Expr
-    planned_flops: sympy.Expr
-    path: tuple[tuple[str, sympy.Expr], ...]  # (equation, FLOPs) per pairwise step
-    largest: sympy.Expr  # elements of the largest intermediate (or result)
-    operands: sympy.Expr  # elements read (every factor once)
+def _at(count: model.Count) -> str:
+    """A count, and its value at the planning size where it is symbolic."""
+    text = model.show(count)
+    if isinstance(count, int) or not sympy.sympify(count).free_symbols:
+        return text
+    at = ", ".join(f"{s}={model.PLANNING_SIZE}" for s in sorted(count.free_symbols, key=str))
+    return f"{text}  (= {model.number(count):,} at {at})"
 
 
-def _flops(program: Program, legs: set[str], summed: bool) -> sympy.Expr:
-    return sympy.Mul(*(program.size(leg) for leg in sorted(legs))) * (2 if summed else 1)
+def _price_lines(cost: model.Cost, indent: str) -> list[str]:
+    return [
+        f"{indent}FLOPs:           {_at(cost.flops)}",
+        f"{indent}elements moved:  {_at(cost.moved)}",
+        f"{indent}largest tensor:  {_at(cost.largest)} elements",
+    ]
 
 
-def term_cost(program: Program, factors, output: tuple[str, ...]) -> TermCost:
-    numeric = {leg: planning_size(program, leg) for factor in factors for leg in factor.legs}
-    planned = plan([f.legs for f in factors], output, numeric)
-    every = {leg for f in factors for leg in f.legs}
-    steps, largest = [], sympy.Integer(0)
-    for step in planned.steps:
-        involved = {leg for legs in step.inputs for leg in legs}
-        steps.append((step.equation(), _flops(program, involved, bool(involved - set(step.result)))))
-        size = sympy.Mul(*(program.size(leg) for leg in step.result))
-        largest = size if largest == 0 else sympy.Max(largest, size)
-    operands = sympy.Add(*(sympy.Mul(*(program.size(leg) for leg in f.legs)) for f in factors))
-    return TermCost(
-        _flops(program, every, bool(every - set(output))),
-        sympy.Add(*(flops for _, flops in steps)),
-        tuple(steps),
-        sympy.simplify(largest),
-        operands,
-    )
-
-
-def _show(expr: sympy.Expr) -> str:
-    expr = sympy.simplify(expr)
-    if expr.is_number:
-        return f"{int(expr):,}"
-    at = {s: PLANNING_SIZE for s in expr.free_symbols}
-    return f"{sympy.factor(expr)}  (= {int(expr.subs(at)):,} at {', '.join(f'{s}={PLANNING_SIZE}' for s in sorted(at, key=str))})"
-
-
-def report(program: Program, title: str) -> list[str]:
+def report(program: Program, title: str, strategies: tuple[str, ...] = STRATEGIES) -> list[str]:
     lines = [f"== {title}"]
     for name, network in program.definitions.items():
         for number, term in enumerate(network.terms, start=1):
             factors = term.product.factors
-            cost = term_cost(program, factors, network.legs)
+            lowered = lower(program, term, network.legs, strategies)
             lines.append(f"{name}, term {number}: {' * '.join(f.tensor for f in factors)}")
-            lines.append(f"  one-shot einsum:   {_show(cost.naive_flops)} FLOPs")
-            lines.append(f"  planned:           {_show(cost.planned_flops)} FLOPs")
-            for equation, flops in cost.path:
-                lines.append(f"    {equation:<40} {_show(flops)}")
-            lines.append(f"  largest intermediate: {_show(cost.largest)} elements; operands read: {_show(cost.operands)} elements")
+            lines.append(f"  generated: {describe(lowered)}")
+            lines.extend(_price_lines(price(program, lowered), "    "))
+            if lowered.plan is not None:
+                for step in lowered.plan.steps:
+                    flops = model.contraction(step.inputs, step.result, program.size).flops
+                    lines.append(f"      {step.equation():<40} {_at(flops)} FLOPs")
+            dense = price(program, lower(program, term, network.legs, ()))
+            one_shot = model.contraction([f.legs for f in factors], network.legs, program.size).flops
+            lines.append(f"  dense einsum as written (patterns as 0/1 tensors): {_at(dense.flops)} FLOPs planned")
+            lines.append(f"    one-shot: {_at(one_shot)} FLOPs; largest tensor {_at(dense.largest)} elements")
         if not network.terms:
             lines.append(f"{name}: 0 (no work)")
     return lines
@@ -77,11 +57,12 @@ def cost_text(program: Program) -> str:
     """The report before and after simplification (the program is simplified in place)."""
     from tnc.passes.simplify import simplify
 
-    lines = report(program, "as written")
+    lines = report(program, "as written (tnc compile --no-simplify)")
     log = simplify(program)
+    rules = ", ".join(sorted({a.rule for a in log})) or "none"
     lines.append("")
-    lines.extend(report(program, f"simplified ({len(log)} rewrite{'s' if len(log) != 1 else ''}: {', '.join(sorted({a.rule for a in log})) or 'none'})"))
+    lines.extend(report(program, f"simplified, as tnc compile emits it ({len(log)} rewrite{'s' if len(log) != 1 else ''}: {rules})"))
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["TermCost", "cost_text", "report", "term_cost"]
+__all__ = ["cost_text", "report"]

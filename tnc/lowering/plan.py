@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from math import prod
 
 import opt_einsum
 
 from tnc.codegen.names import einsum_letters
-
-PLANNING_SIZE = 16  # what a free size counts as when a contraction order is chosen or costs compared
+from tnc.cost.model import PLANNING_SIZE, contraction
 
 
 def planning_size(program, leg: str) -> int:
@@ -43,14 +41,10 @@ class Plan:
         return [step.operands for step in self.steps]
 
 
-def _flops(legs: set[str], sizes: dict[str, int], summed: bool) -> int:
-    return prod(sizes[leg] for leg in legs) * (2 if summed else 1)
-
-
 def plan(operands: list[tuple[str, ...]], output: tuple[str, ...], sizes: dict[str, int]) -> Plan:
     """Plan ``einsum(operands -> output)``: dynamic programming for small networks, greedy beyond."""
     all_legs = {leg for legs in operands for leg in legs}
-    naive = _flops(all_legs, sizes, bool(all_legs - set(output)))
+    naive = contraction(operands, output, sizes.__getitem__).flops
     if len(operands) == 1:
         path: list[tuple[int, ...]] = [(0,)]
     else:
@@ -69,8 +63,7 @@ def plan(operands: list[tuple[str, ...]], output: tuple[str, ...], sizes: dict[s
         else:
             needed = set(output).union(*rest) if rest else set(output)
             result = tuple(dict.fromkeys(leg for legs in inputs for leg in legs if leg in needed))
-        involved = {leg for legs in inputs for leg in legs}
-        flops = _flops(involved, sizes, bool(involved - set(result)))
+        flops = contraction(inputs, result, sizes.__getitem__).flops
         steps.append(Step(positions, inputs, result, flops))
         total += flops
         current = rest + [result]

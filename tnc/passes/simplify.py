@@ -2,17 +2,22 @@
 
 A rule is a small unit with a symbolic condition and a rewrite (see ``tnc.passes.rules``). The
 engine tries the rules in the documented order (:data:`RULES`) and applies the first one that
-matches, then starts again from the first rule; it stops at a fixed point. The IR validator runs
-after every rewrite, and the log says which rule fired, where, and why its condition held.
+matches and does not make the generated code costlier, then starts again from the first rule; it
+stops at a fixed point. "Costlier" is the cost model's price of the code the PyTorch target emits
+for the network (:func:`tnc.lowering.term.network_cost`): a rewrite that raises it, or the largest
+tensor the code creates, is not applied. The IR validator runs after every rewrite, and the log
+says which rule fired, where, why its condition held, and what it saved.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tnc.cost import model
 from tnc.ir.network import Kind
 from tnc.ir.program import Program
 from tnc.ir.validate import validate
+from tnc.lowering.term import network_cost, numeric_size
 from tnc.passes.rules import RULES, Rule
 
 
@@ -22,9 +27,16 @@ class Applied:
     tensor: str
     where: str
     why: str
+    before: model.Cost = model.Cost()  # the price of the generated code (free sizes at 16)
+    after: model.Cost = model.Cost()
 
     def __str__(self) -> str:
-        return f"{self.rule}: {self.tensor}, {self.where}: {self.why}"
+        saved = f"; the generated code costs {_flops(self.after)} instead of {_flops(self.before)}"
+        return f"{self.rule}: {self.tensor}, {self.where}: {self.why}{saved}"
+
+
+def _flops(cost: model.Cost) -> str:
+    return f"{model.number(cost.flops):,} FLOPs ({model.number(cost.moved):,} elements moved)"
 
 
 def simplify(program: Program, rules: tuple[Rule, ...] = RULES, limit: int = 10_000) -> list[Applied]:
@@ -32,19 +44,35 @@ def simplify(program: Program, rules: tuple[Rule, ...] = RULES, limit: int = 10_
     log: list[Applied] = []
     for output in program.outputs:
         program.interfaces.setdefault(output, program.interface(output))
+    numeric = numeric_size(program)
     for name in list(program.definitions):
+        before = network_cost(program, name, size=numeric)
         while len(log) < limit:
             for rule in rules:
+                tensors, definitions = dict(program.tensors), dict(program.definitions)
                 rewrite = rule.find(program, program.definitions[name])
-                if rewrite is not None:
-                    program.definitions[name] = rewrite.network
-                    validate(program)
-                    log.append(Applied(rule.name, name, rewrite.where, rewrite.why))
-                    break
+                if rewrite is None:
+                    continue
+                program.definitions[name] = rewrite.network
+                after = network_cost(program, name, size=numeric)
+                if not _cheaper(after, before, rule.gain):  # undo, constants a rule declared included
+                    program.tensors.clear(), program.tensors.update(tensors)
+                    program.definitions.clear(), program.definitions.update(definitions)
+                    continue
+                validate(program)
+                log.append(Applied(rule.name, name, rewrite.where, rewrite.why, before, after))
+                before = after
+                break
             else:
                 break
     _drop_unused_patterns(program)
     return log
+
+
+def _cheaper(after: model.Cost, before: model.Cost, gain: float) -> bool:
+    """Whether code costing ``after`` is no costlier than ``before`` (``gain`` times cheaper for a
+    rule that asks for a clear win), and creates no larger tensor."""
+    return gain * model.time(after) <= model.time(before) and model.number(after.largest) <= model.number(before.largest)
 
 
 def _drop_unused_patterns(program: Program) -> None:

@@ -26,6 +26,7 @@ class Rule:
     condition: str  # stated symbolically, for the docs and --explain
     reason: str  # one line: why the rewrite is correct
     find: Callable[[Program, Network], Rewrite | None]
+    gain: float = 1.0  # how many times cheaper the generated code must get for the rewrite to apply
 
 
 def equal(program: Program, a: sympy.Expr, b: sympy.Expr) -> bool:

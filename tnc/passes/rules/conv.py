@@ -7,16 +7,15 @@ does not fire where its condition cannot be proven (symbolic sizes of unknown di
 from __future__ import annotations
 
 from dataclasses import replace
-from math import prod
 from typing import Iterator
 
 import sympy
 
-from tnc.lowering.window import windowed
-from tnc.lowering.plan import plan, planning_size
+from tnc.cost import model
 from tnc.ir.network import Factor, Kind, Network, Product, Term, Window, axes_text
 from tnc.ir.pattern import ConvPattern
 from tnc.ir.program import Program, Tensor
+from tnc.lowering.term import numeric_size, term_cost
 from tnc.passes.rules.base import Rewrite, Rule, divides, equal, replace_term, without
 
 
@@ -194,16 +193,6 @@ def _pattern_components(term: Term, result_legs: tuple[str, ...]) -> list[list[t
     return components
 
 
-def _cost(program: Program, factors: list[Factor], output: tuple[str, ...]) -> tuple[int, int]:
-    """Planned FLOPs, and the elements of the largest tensor the code holds: an intermediate, or a
-    window view (which the contraction copies out)."""
-    sizes = {leg: planning_size(program, leg) for f in factors for leg in f.legs}
-    planned = plan([f.legs for f in factors], output, sizes)
-    views = [prod(sizes[leg] for leg in f.legs) for f in factors if any(isinstance(a, Window) for a in f.axes)]
-    largest = max([prod(sizes[leg] for leg in step.result) for step in planned.steps] + views, default=0)
-    return planned.flops, largest
-
-
 def find_fold(program: Program, network: Network) -> Rewrite | None:
     for position, term in enumerate(network.terms):
         for component in _pattern_components(term, network.legs):
@@ -212,17 +201,18 @@ def find_fold(program: Program, network: Network) -> Rewrite | None:
             outside = [f for n, f in zip(term.product.nodes(), term.product.factors) if n not in nodes]
             carried = set(network.legs) | {leg for f in outside for leg in f.legs}
             legs = tuple(dict.fromkeys(leg for f in inside for leg in f.legs if leg in carried))
-            folded = Factor("", Kind.DEFINED, tuple((leg,) for leg in legs))
-            # compare what code generation would run: patterns that data reads become windows
-            before, before_memory = _cost(program, windowed(program, term.product.factors, network.legs)[0], network.legs)
-            after, after_memory = _cost(program, windowed(program, outside + [folded], network.legs)[0], network.legs)
-            if 2 * after > before or after_memory > before_memory:  # a clear win in FLOPs, no more memory
-                continue
             name = _declare_constant(program, legs, inside)
-            rest = Product(outside + [Factor(name, Kind.DEFINED, folded.axes)])
+            rest = Product(outside + [Factor(name, Kind.DEFINED, tuple((leg,) for leg in legs))])
+            # the price of the code generated for the term, before and after (the constant is built once)
+            numeric = numeric_size(program)
+            before = term_cost(program, term, network.legs, size=numeric)
+            after = term_cost(program, Term(term.coefficient, rest), network.legs, size=numeric)
+            if FOLD_GAIN * model.time(after) > model.time(before) or model.number(after.largest) > model.number(before.largest):
+                del program.tensors[name], program.definitions[name]
+                continue  # only a clear win, and no larger tensor
             why = (
                 f"{', '.join(f.tensor for f in inside)} depend on no data and are joined by legs only they carry: "
-                f"their product {name} is a constant, and the term costs {after:,} instead of {before:,} FLOPs (with windows)"
+                f"their product {name} is a constant"
             )
             return Rewrite(replace_term(network, position, Term(term.coefficient, rest)), f"term {position + 1}", why)
     return None
@@ -245,9 +235,12 @@ def _declare_constant(program: Program, legs: tuple[str, ...], factors: list[Fac
     return name
 
 
+FOLD_GAIN = 2.0  # a folded constant is one more tensor to build and hold: fold only for a clear win
+
 FOLD = Rule(
     "fold-constants",
-    "two or more patterns joined by summed legs that only patterns carry, when the planned FLOPs of the generated code (patterns that data reads contracted as windows) at least halve and its largest tensor (intermediate or copied window view) does not grow",
+    "two or more patterns joined by summed legs that only patterns carry, when the priced generated code at least halves and its largest tensor does not grow",
     "a product of patterns depends on no data: computed once, it is a constant factor",
     find_fold,
+    FOLD_GAIN,
 )

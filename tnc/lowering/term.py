@@ -1,0 +1,230 @@
+"""How the PyTorch target computes one term, and what that costs: the one description that code
+generation emits and that the cost model prices.
+
+A term is lowered to a native kernel where its product is exactly a standard operation
+(:mod:`tnc.lowering.native`: one call that multiplies no zeros of a pattern), else to the cheaper
+by :func:`tnc.cost.model.time` of
+
+1. ``window``: patterns whose input leg data reads are contracted as windows of the data
+   (:mod:`tnc.lowering.window`), then pairwise einsum steps;
+2. ``einsum``: pairwise einsum steps in the order opt_einsum plans (:mod:`tnc.lowering.plan`).
+
+Identities between two result legs are split off first and emitted as diagonal embeddings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import prod
+from typing import Callable
+
+import sympy
+
+from tnc.cost import model
+from tnc.cost.model import Cost, Size
+from tnc.ir.network import Factor, Kind, Term, Window
+from tnc.ir.program import Program
+from tnc.lowering.native import Native, native
+from tnc.lowering.plan import Plan, plan, planning_size
+from tnc.lowering.window import windowed
+
+STRATEGIES = ("native", "window")  # the lowerings tried besides plain einsum steps
+
+
+@dataclass(frozen=True)
+class Lowered:
+    """One term as the generated code computes it."""
+
+    strategy: str  # "native", "window", "einsum", or "embed" (identities alone)
+    coefficient: sympy.Expr
+    embeds: tuple[tuple[str, str], ...]  # identities emitted as diagonal embeddings
+    target: tuple[str, ...]  # the legs the contraction produces (embedded pairs folded to one)
+    legs: tuple[str, ...]  # the term's result legs
+    factors: tuple[Factor, ...]  # what is contracted (patterns read as windows are gone)
+    native: Native | None = None
+    windows: tuple[str, ...] = ()  # the patterns read as windows
+    plan: Plan | None = None
+
+    @property
+    def carried(self) -> tuple[str, ...]:
+        """The target legs some factor carries (the contraction's output)."""
+        legs = {leg for f in self.factors for leg in f.legs}
+        return tuple(leg for leg in self.target if leg in legs)
+
+
+def split_deltas(factors: list[Factor], result_legs: tuple[str, ...]) -> tuple[list[tuple[str, str]], list[Factor]]:
+    """Deltas between two result legs (emitted as diagonal embeddings), and the other factors.
+
+    For an embedded ``delta[a, b]`` the rest is computed with ``a`` only; where the rest also
+    carries ``b``, the delta makes ``b`` equal to ``a``, so ``b`` is renamed to ``a`` there.
+    """
+    embeds: list[tuple[str, str]] = []
+    rest = list(factors)
+    for factor in factors:
+        if factor.kind is not Kind.DELTA or any(len(axis) != 1 for axis in factor.axes):
+            continue
+        a, b = factor.legs
+        if a == b or a not in result_legs or b not in result_legs:
+            continue
+        rest.remove(factor)
+        carried = {leg for f in rest for leg in f.legs}
+        if b in carried and a not in carried:
+            a, b = b, a
+        rest = [f.renamed({b: a}) for f in rest]
+        embeds.append((a, b))
+    return embeds, rest
+
+
+def _planned(program: Program, factors: list[Factor], target: tuple[str, ...]) -> Plan:
+    carried = {leg for f in factors for leg in f.legs}
+    sizes = {leg: planning_size(program, leg) for leg in carried}
+    return plan([f.legs for f in factors], tuple(leg for leg in target if leg in carried), sizes)
+
+
+def candidates(
+    program: Program,
+    term: Term,
+    legs: tuple[str, ...],
+    strategies: tuple[str, ...] = STRATEGIES,
+    name: Callable[[Factor], str] = lambda f: f.tensor,
+    temp: Callable[[], str] = lambda: "_t",
+    show: Callable[[sympy.Expr], str] = str,
+) -> list[Lowered]:
+    """Every way the PyTorch target can compute ``term`` (result ``legs``); a native kernel, where
+    one matches, is the only one. ``name``, ``temp`` and ``show`` spell a native call."""
+    embeds, rest = split_deltas(list(term.product.factors), legs)
+    target = list(legs)
+    for a, b in embeds:
+        target = [leg for leg in target if leg not in (a, b)] + [a]
+    base = dict(coefficient=program.concrete(term.coefficient), embeds=tuple(embeds), target=tuple(target), legs=legs)
+    if not rest:
+        return [Lowered("embed", factors=(), **base)]
+    if not embeds and "native" in strategies:
+        call = native(program, rest, tuple(target), name, temp, show)
+        if call is not None:  # one kernel call that multiplies no zeros: nothing else is cheaper
+            return [Lowered("native", factors=tuple(rest), native=call, **base)]
+    found = []
+    if "window" in strategies:
+        windowed_factors, lowered = windowed(program, rest, tuple(target))
+        if lowered:
+            plan_ = _planned(program, windowed_factors, tuple(target))
+            found.append(Lowered("window", factors=tuple(windowed_factors), windows=tuple(lowered), plan=plan_, **base))
+    found.append(Lowered("einsum", factors=tuple(rest), plan=_planned(program, rest, tuple(target)), **base))
+    return found
+
+
+def lower(program: Program, term: Term, legs: tuple[str, ...], strategies: tuple[str, ...] = STRATEGIES, *spelling) -> Lowered:
+    """The cheapest of :func:`candidates` by :func:`tnc.cost.model.time` (the first of equals)."""
+    numeric = numeric_size(program)
+    return min(candidates(program, term, legs, strategies, *spelling), key=lambda c: model.time(price(program, c, numeric)))
+
+
+def numeric_size(program: Program) -> Size:
+    return lambda leg: planning_size(program, leg)
+
+
+def _storage(program: Program, factor: Factor) -> tuple[tuple[str, ...], ...]:
+    return program.tensors[factor.tensor].axes if factor.tensor in program.tensors else factor.axes
+
+
+def _view_copies(program: Program, factor: Factor, size: Size) -> Cost:
+    """A windowed operand (:func:`tnc.lowering.views.operand_view`): padded once where a window
+    has padding or may read past the axis, then copied out of its strided view by the
+    contraction that reads it."""
+    stored = _storage(program, factor)
+    if not any(isinstance(axis, Window) for axis in factor.axes):
+        return Cost()
+    extents, padded = [], False
+    for axis, legs in zip(factor.axes, stored):
+        extent = model.elements(legs, size)
+        if isinstance(axis, Window):
+            outer, inner = axis
+            span = axis.dilation * (size(inner) - 1) + 1
+            right = (size(outer) - 1) * axis.stride + span - axis.padding - extent
+            if axis.padding or not (isinstance(right, int) and right <= 0):
+                padded = True
+                extent = extent + axis.padding + model.larger(right, 0)
+        extents.append(extent)
+    view = model.copy(model.elements(factor.legs, size))
+    return view + model.copy(prod(extents, start=1)) if padded else view
+
+
+def _delta(program: Program, factor: Factor, size: Size) -> Cost:
+    """``torch.eye`` of a delta, reshaped where its axes are grouped."""
+    return model.copy(model.elements(factor.legs, size))
+
+
+def price(program: Program, lowered: Lowered, size: Size | None = None) -> Cost:
+    """What the code for ``lowered`` costs (symbolic in free sizes unless ``size`` says otherwise)."""
+    size = size or program.size
+    cost = Cost()
+    if lowered.native is not None:
+        patterns = [f for f in lowered.factors if f.kind is Kind.PATTERN]
+        data = [f for f in lowered.factors if f.kind is not Kind.PATTERN]
+        inputs = {f.legs[0] for f in patterns}  # each pattern's i is a function of its o and k
+        loops = {leg for f in lowered.factors for leg in f.legs} - inputs
+        summed = bool(set(loops) - set(lowered.target))
+        work = 2 if len(data) > 1 else 1 if summed else 0
+        cost = model.kernel(loops, [_stored_legs(program, f) for f in data], lowered.target, work, size)
+        pads = sum(line.count("torch.nn.functional.pad(") for line in lowered.native.lines)
+        for _ in range(pads):
+            cost = cost + model.copy(model.elements(_stored_legs(program, data[0]), size))
+    elif lowered.plan is not None:
+        for factor in lowered.factors:
+            if factor.kind is Kind.DELTA:
+                cost = cost + _delta(program, factor, size)
+            else:
+                cost = cost + _view_copies(program, factor, size)
+        cost = cost + _steps(lowered.factors, lowered.plan, size)
+    out = model.elements(lowered.legs, size)
+    if lowered.embeds:
+        cost = cost + model.copy(out)
+    elif lowered.coefficient != 1:
+        cost = cost + model.elementwise(out)
+    return cost
+
+
+def _steps(factors: tuple[Factor, ...], plan_: Plan, size: Size) -> Cost:
+    """The planned einsum steps; a step that repeats an earlier one (the same equation on the same
+    operands, such as the two halves of a KFAC factor) is computed once."""
+    cost, variables, seen = Cost(), [(f.tensor, f.axes) for f in factors], set()
+    for step in plan_.steps:
+        key = (step.equation(), tuple(variables[p] for p in step.operands))
+        variables = [v for p, v in enumerate(variables) if p not in step.operands] + [key]
+        if key not in seen:
+            seen.add(key)
+            cost = cost + model.contraction(step.inputs, step.result, size)
+    return cost
+
+
+def _stored_legs(program: Program, factor: Factor) -> tuple[str, ...]:
+    return tuple(leg for axis in _storage(program, factor) for leg in axis)
+
+
+def term_cost(program: Program, term: Term, legs: tuple[str, ...], strategies: tuple[str, ...] = STRATEGIES, size: Size | None = None) -> Cost:
+    return price(program, lower(program, term, legs, strategies), size)
+
+
+def network_cost(program: Program, name: str, strategies: tuple[str, ...] = STRATEGIES, size: Size | None = None) -> Cost:
+    """A defined tensor's terms, lowered and priced, plus the additions that sum them."""
+    network = program.definitions[name]
+    size = size or program.size
+    costs = [term_cost(program, term, network.legs, strategies, size) for term in network.terms]
+    out = model.elements(network.legs, size)
+    return model.total(costs + [model.elementwise(out)] * max(len(costs) - 1, 0))
+
+
+def describe(lowered: Lowered) -> str:
+    """The strategy, as generated code and ``tnc cost`` state it."""
+    parts = []
+    if lowered.native is not None:
+        parts.append(f"strategy {lowered.native.why}")
+    elif lowered.strategy == "window":
+        parts.append(f"strategy window: {', '.join(lowered.windows)} read as windows of the data (pad once, unfold), not multiplied as 0/1 tensors")
+    elif lowered.plan is not None:
+        parts.append("strategy einsum: pairwise steps in the order opt_einsum planned")
+    if lowered.plan is not None:
+        parts.append(f"path [{', '.join(str(p) for p in lowered.plan.path())}]")
+    if lowered.embeds:
+        parts.append(f"the identities {', '.join(f'delta[{a}, {b}]' for a, b in lowered.embeds)} as a diagonal embedding")
+    return "; ".join(parts)

@@ -26,6 +26,7 @@ from tnc.ir.network import Factor, Kind, Term, Window
 from tnc.ir.program import Program
 from tnc.lowering.native import Native, native
 from tnc.lowering.plan import Plan, plan, planning_size
+from tnc.lowering.views import operand_view
 from tnc.lowering.window import windowed
 
 STRATEGIES = ("native", "window")  # the lowerings tried besides plain einsum steps
@@ -170,10 +171,14 @@ def price(program: Program, lowered: Lowered, size: Size | None = None) -> Cost:
         for _ in range(pads):
             cost = cost + model.copy(model.elements(_stored_legs(program, data[0]), size))
     elif lowered.plan is not None:
+        views = set()  # generated code takes the same view of a tensor once (tnc.lowering.views)
         for factor in lowered.factors:
             if factor.kind is Kind.DELTA:
                 cost = cost + _delta(program, factor, size)
-            else:
+                continue
+            view = operand_view(program, factor, factor.tensor, str)
+            if view not in views:
+                views.add(view)
                 cost = cost + _view_copies(program, factor, size)
         cost = cost + _steps(lowered.factors, lowered.plan, size)
     out = model.elements(lowered.legs, size)

@@ -31,8 +31,9 @@ class Applied:
     after: model.Cost = model.Cost()
 
     def __str__(self) -> str:
-        saved = f"; the generated code costs {_flops(self.after)} instead of {_flops(self.before)}"
-        return f"{self.rule}: {self.tensor}, {self.where}: {self.why}{saved}"
+        before, after = _flops(self.before), _flops(self.after)
+        saved = f"costs {after} instead of {before}" if after != before else f"costs the same, {after}"
+        return f"{self.rule}: {self.tensor}, {self.where}: {self.why}; the generated code {saved}"
 
 
 def _flops(cost: model.Cost) -> str:

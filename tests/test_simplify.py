@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pricing import assert_prices_agree
 
 from tnc.cli.main import main
 from tnc.codegen.tn import to_tn
@@ -500,6 +501,27 @@ def test_random_convolutions_after_simplification_match_torch(convolution, seed:
         X, W, stride=[a.stride for a in spatial], padding=[a.padding for a in spatial], dilation=[a.dilation for a in spatial], groups=groups
     )
     torch.testing.assert_close(load_module(program).Y(X=X, W=W), expected, **TOLERANCE)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(convolutions(), st.sampled_from(["forward", "kfc", "kfac-reduce"]))
+def test_random_networks_state_one_price(convolution, quantity: str) -> None:
+    """Generated comments, the rewrite log and the cost model agree; no rewrite raised the price."""
+    spatial, groups, C, D = convolution
+    text = convolution_source(spatial, groups, C, D)
+    if quantity != "forward":  # two copies of the unfolded input, sharing o (KFC) or not
+        text = text.split("output Y")[0]
+        s = [str(n + 1) for n in range(len(spatial))]
+        gc, shared = ("(g c)", "(g c')") if groups > 1 else ("c", "c'")
+        left = " * ".join(f"P{n}[i{n}, o{n}, k{n}]" for n in s)
+        prime = "" if quantity == "kfc" else "'"
+        right = " * ".join(f"P{n}[i{n}', o{n}{prime}, k{n}']" for n in s)
+        i = ", ".join(f"i{n}" for n in s)
+        k, k_ = (" ".join(f"k{n}{p}" for n in s) for p in ("", "'"))
+        text += (f"output A[(c {k}), (c' {k_})] = X[n, {gc}, {i}] * {left} * X[n, {shared}, "
+                 + ", ".join(f"i{n}'" for n in s) + f"] * {right}\n")
+        text = text.replace("param W", "# param W")
+    assert_prices_agree(text)
 
 
 # ============================================================================ 3. cost

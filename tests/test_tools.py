@@ -8,15 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from pricing import assert_prices_agree
 
 import tnc
 from tnc.cli.main import main
-from tnc.codegen.torch_module import to_torch_source
-from tnc.cost import model
-from tnc.cost.model import summary
-from tnc.frontend import compile_source
-from tnc.lowering.term import describe, lower, network_cost, numeric_size, price
-from tnc.passes.simplify import simplify
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -98,51 +93,14 @@ def test_cost_drops_after_simplification(example):
     assert len(generated) == len(dense) == 2 and generated[1] <= generated[0] and dense[1] < dense[0]
 
 
-PRICE_RE = re.compile(r"# term (\d+) costs (.*)")
-
-
-def _priced_comments(source: str) -> list[tuple[str, str]]:
-    """(function, price) for every term comment of the generated module, in order."""
-    found, function = [], None
-    for line in source.splitlines():
-        if line.startswith("def "):
-            function = line[4 : line.index("(")]
-        match = PRICE_RE.search(line)
-        if match:
-            found.append((function, match.group(2)))
-    return found
-
-
 AGREEMENT = sorted(p.name for p in EXAMPLES.glob("*.tn"))
 
 
 @pytest.mark.parametrize("example", AGREEMENT)
 def test_cost_report_generated_comments_and_rewrite_log_agree(example):
     """One price per term: tnc cost, the comments of tnc compile and the log of tnc simplify."""
-    text = (EXAMPLES / example).read_text()
-    program = compile_source(text, example)
-    log = simplify(program)
-    source = to_torch_source(program, "case")
-    numeric = numeric_size(program)
-    priced = []
-    for name in [n for n in program.definitions if f"def _eval_{n}(" in source]:
-        network = program.definitions[name]
-        for term in network.terms:
-            lowered = lower(program, term, network.legs)
-            priced.append((f"_eval_{name}", summary(price(program, lowered))))
-            assert f"{describe(lowered)}" in source
-        cost = network_cost(program, name, size=numeric)
-        for entry in [a for a in log if a.tensor == name][-1:]:  # the last rewrite left this price
-            assert (model.number(entry.after.flops), model.number(entry.after.moved)) == (
-                model.number(cost.flops),
-                model.number(cost.moved),
-            )
-    assert _priced_comments(source) == priced
-    _, report_text, _ = cli("cost", str(EXAMPLES / example))
-    simplified = report_text.split("== simplified")[1]
-    for function, text_price in priced:
-        flops = text_price.split(" FLOPs")[0]
-        assert f"FLOPs:           {flops}" in simplified, (function, text_price)
+    _, report, _ = cli("cost", str(EXAMPLES / example))
+    assert_prices_agree((EXAMPLES / example).read_text(), report)
 
 
 # ------------------------------------------------------------------ Python API
@@ -162,6 +120,18 @@ def test_api_pipeline_and_immutability():
     W = torch.randn(8, 3, 3, 3, dtype=torch.float64, requires_grad=True)
     (torch.nn.functional.conv2d(X, W, stride=2, padding=1, groups=2) * V).sum().backward()
     torch.testing.assert_close(module.vjp_Y_W(X=X, V=V), W.grad, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("example", ["kfac_reduce.tn", "convnext_stem.tn", "resnet_shortcut.tn", "grad_norms.tn"])
+@pytest.mark.parametrize("flags", [(), ("--no-simplify",)])
+def test_api_and_cli_run_one_pipeline(example, flags, tmp_path):
+    """to_torch_source / to_einsum give the bytes tnc compile writes, simplified by default."""
+    simplify = not flags
+    net = tnc.load(EXAMPLES / example)
+    for target, text in (("torch", net.to_torch_source(simplify=simplify)), ("einsum", net.to_einsum(simplify=simplify))):
+        status, out, _ = cli("compile", str(EXAMPLES / example), "--target", target, *flags)
+        assert status == 0 and out == text
+    assert net.simplify().to_torch_source() == net.to_torch_source()  # simplified once, not twice
 
 
 def test_api_errors_are_tnc_errors():

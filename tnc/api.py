@@ -2,11 +2,13 @@
 
     >>> import tnc
     >>> net = tnc.load("examples/conv2d.tn")
-    >>> grad = net.derive("W", vjp="V").simplify()
+    >>> grad = net.derive("W", vjp="V")
     >>> module = grad.to_module()            # a Python module: grad function + nn.Module
     >>> source = grad.to_torch_source()      # the same, as text to paste into a project
 
-Every method returns a new :class:`Network`; the one it was called on is left unchanged.
+Every method returns a new :class:`Network`; the one it was called on is left unchanged. The code
+generators run the same pipeline as ``tnc compile``: the rewrite passes first, unless the network
+was already simplified or ``simplify=False`` is passed (``--no-simplify``).
 """
 
 from __future__ import annotations
@@ -21,16 +23,17 @@ from tnc.ir.program import Program
 class Network:
     """A checked ``.tn`` program (its IR is :attr:`program`) with the pipeline as methods."""
 
-    def __init__(self, program: Program, stem: str = "network", log: tuple = ()) -> None:
+    def __init__(self, program: Program, stem: str = "network", log: tuple = (), simplified: bool = False) -> None:
         self.program = program
         self.stem = stem
         self.log = log  # the rewrites that made it, as ``tnc simplify --explain`` lists them
+        self.simplified = simplified
 
     def __repr__(self) -> str:
         return f"<tnc.Network {self.stem}: outputs {', '.join(self.program.outputs) or '(none)'}>"
 
     def _copy(self) -> "Network":
-        return Network(copy.deepcopy(self.program), self.stem, self.log)
+        return Network(copy.deepcopy(self.program), self.stem, self.log, self.simplified)
 
     @property
     def outputs(self) -> list[str]:
@@ -43,6 +46,7 @@ class Network:
 
         result = self._copy()
         derive_program(result.program, wrt, of, vjp, jvp)
+        result.log, result.simplified = (), False
         return result
 
     def simplify(self) -> "Network":
@@ -51,31 +55,39 @@ class Network:
 
         result = self._copy()
         result.log = tuple(simplify(result.program))
+        result.simplified = True
         return result
+
+    def _compiled(self, simplify: bool) -> Program:
+        """The program ``tnc compile`` generates code for (``simplify=False``: ``--no-simplify``)."""
+        return self.simplify().program if simplify and not self.simplified else self.program
 
     def to_tn(self) -> str:
         from tnc.codegen.tn import to_tn
 
         return to_tn(self.program)
 
-    def to_einsum(self, format: str = "text") -> str:
-        """Einsum equations, one per term (``format="json"`` for data)."""
+    def to_einsum(self, format: str = "text", simplify: bool = True) -> str:
+        """Einsum equations, one per term (``format="json"`` for data), as ``tnc compile --target
+        einsum`` writes them."""
         from tnc.codegen.einsum import to_json, to_text
 
-        return to_json(self.program) if format == "json" else to_text(self.program)
+        program = self._compiled(simplify)
+        return to_json(program) if format == "json" else to_text(program)
 
-    def to_torch_source(self) -> str:
-        """The standalone PyTorch module as source text (imports torch and the standard library only)."""
+    def to_torch_source(self, simplify: bool = True) -> str:
+        """The standalone PyTorch module as source text (imports torch and the standard library
+        only), as ``tnc compile --target torch`` writes it."""
         from tnc.codegen.torch_module import to_torch_source
 
-        return to_torch_source(self.program, self.stem)
+        return to_torch_source(self._compiled(simplify), self.stem)
 
-    def to_module(self) -> types.ModuleType:
+    def to_module(self, simplify: bool = True) -> types.ModuleType:
         """The generated module, executed in-process: one function per output and the
         ``nn.Module`` class; plain torch code, so ``torch.compile`` can trace it."""
         module = types.ModuleType(f"tnc_generated_{self.stem}")
         module.__file__ = f"<tnc: {self.stem}.py>"
-        exec(compile(self.to_torch_source(), module.__file__, "exec"), module.__dict__)
+        exec(compile(self.to_torch_source(simplify), module.__file__, "exec"), module.__dict__)
         return module
 
 

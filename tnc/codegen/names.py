@@ -47,3 +47,11 @@ class Namer:
             self.taken.add(candidate)
             self.names[key] = candidate
         return self.names[key]
+
+
+def literal_text(text: str) -> str:
+    """``text`` escaped for a place inside a generated ``\"\"\"`` string, which reads back as
+    ``text``: backslashes and quotes are escaped, characters that do not print are written as
+    ``\\n``, ``\\x0c``, ``\\u2028``. File names go through it, so no name ends a docstring."""
+    escaped = {"\\": "\\\\", '"': '\\"'}
+    return "".join(escaped.get(c) or (c if c.isprintable() else ascii(c)[1:-1]) for c in text)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import sympy
 
+from tnc.codegen.names import TooManyIndices
 from tnc.codegen.plan import PLANNING_SIZE, plan, planning_size
 from tnc.ir.program import Program
 
@@ -35,7 +36,11 @@ def term_cost(program: Program, factors, output: tuple[str, ...]) -> TermCost:
     steps, largest = [], sympy.Integer(0)
     for step in planned.steps:
         involved = {leg for legs in step.inputs for leg in legs}
-        steps.append((step.equation(), _flops(program, involved, bool(involved - set(step.result)))))
+        try:
+            equation = step.equation()
+        except TooManyIndices:  # no einsum can take it; --target torch says so where it compiles
+            equation = f"({len(involved)} indices, more than einsum's 52 letters)"
+        steps.append((equation, _flops(program, involved, bool(involved - set(step.result)))))
         size = sympy.Mul(*(program.size(leg) for leg in step.result))
         largest = size if largest == 0 else sympy.Max(largest, size)
     operands = sympy.Add(*(sympy.Mul(*(program.size(leg) for leg in f.legs)) for f in factors))

@@ -17,8 +17,8 @@ import tempfile
 from pathlib import Path
 
 from tnc.errors import Source
+from tnc.limits import MAX_INPUT_BYTES
 
-MAX_INPUT_BYTES = 4 * 1024 * 1024  # the largest source tnc reads (4 MiB)
 
 
 class FileError(Exception):
@@ -60,6 +60,8 @@ def write_output(data: str | bytes, path: str | None, protect: str | None = None
 
     ``protect`` names the input file when ``data`` is generated code: ``path`` must not be it."""
     if path is None or path == "-":
+        if sys.stdout is None:  # started with standard output closed (`tnc ... >&-`)
+            raise FileError("<stdout>: error: cannot write standard output: it is closed")
         if isinstance(data, bytes):
             sys.stdout.buffer.write(data)
         else:
@@ -77,6 +79,8 @@ def write_output(data: str | bytes, path: str | None, protect: str | None = None
     if info is not None and stat.S_ISDIR(info.st_mode):
         raise FileError(f"{path}: error: cannot write the file: it is a folder")
     real = os.path.realpath(path)
+    if info is None and not os.path.isdir(os.path.dirname(real)):
+        raise FileError(f"{path}: error: cannot write the file: there is no folder {os.path.dirname(path) or '.'}")
     if info is not None and (not stat.S_ISREG(info.st_mode) or real.startswith("/proc/")):
         _write_straight(raw, path)  # a device, a FIFO, /dev/stdout: nothing to replace
         return

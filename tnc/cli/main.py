@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import re
 import signal
 import sys
 import threading
@@ -12,12 +13,13 @@ from pathlib import Path
 
 from tnc.cli.files import FileError, read_source, write_output
 from tnc.errors import TncError, UsageError
+from tnc.limits import MAX_VALUE
 
 
 def _size_binding(text: str) -> tuple[str, int]:
     name, _, value = text.partition("=")
-    if not name or not value.isdigit() or int(value) < 1:
-        raise argparse.ArgumentTypeError(f"expected NAME=POSITIVE_INTEGER, got {text!r}")
+    if not name or not re.fullmatch("[0-9]{1,19}", value) or not 1 <= int(value) <= MAX_VALUE:
+        raise argparse.ArgumentTypeError(f"expected NAME=POSITIVE_INTEGER (at most 2**62), got {text!r}")
     return name, int(value)
 
 
@@ -155,6 +157,9 @@ def compile_program(program, args: argparse.Namespace) -> None:
         write_output(to_torch_source(program, _stem(args.file)), args.output, protect=args.file)
 
 
+RECURSION_LIMIT = 60_000  # passes recurse along chains of definitions (at most MAX_CHAIN deep)
+
+
 class _Terminated(Exception):
     """SIGTERM, raised where the program is, so that ``finally`` removes temporary files."""
 
@@ -178,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     143 (SIGTERM) or 70 (an internal error, a bug in tnc)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), RECURSION_LIMIT))
     previous = signal.signal(signal.SIGTERM, _terminate) if threading.current_thread() is threading.main_thread() else None
     try:
         run(args)
@@ -198,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         if error.errno not in (errno.ENOSPC, errno.EIO, errno.EBADF, errno.EDQUOT):
             return _internal(error)
         _silence_stdout()
-        print(f"tnc: error: cannot write standard output: {error.strerror or error}", file=sys.stderr)
+        print(f"<stdout>: error: cannot write standard output: {error.strerror or error}", file=sys.stderr)
         return 1
     except Exception as error:  # noqa: BLE001 - the user gets a message, never a traceback
         return _internal(error)

@@ -15,7 +15,7 @@ from math import prod
 import sympy
 
 from tnc.codegen.lowering import native, windowed
-from tnc.codegen.names import Namer, literal_text
+from tnc.codegen.names import Namer, TooManyIndices, literal_text
 from tnc.codegen.plan import plan, planning_size
 from tnc.codegen.pyexpr import pyexpr
 from tnc.codegen.tn import network_text
@@ -192,7 +192,11 @@ class TorchGenerator:
         self.temp = 0
         data = [o for o in operands if self.program.tensors[o].kind is not Kind.PATTERN]
         anchor = self.py((data or operands)[0]) if operands else None
-        results = [self.emit_term(number, term, network.legs, anchor) for number, term in enumerate(network.terms, start=1)]
+        try:
+            results = [self.emit_term(number, term, network.legs, anchor) for number, term in enumerate(network.terms, start=1)]
+        except TooManyIndices as error:
+            span = self.program.tensors[name].span or Span(1, 1)
+            raise TncError(self.program.source, [Diagnostic(span, f"a contraction step of '{name}' needs {error}")]) from None
         if not results:
             self.lines.append(f"    return torch.zeros({self.shape(network.axes)}, {self.device_dtype(anchor)})  # the empty sum")
         else:
@@ -423,7 +427,8 @@ class TorchGenerator:
         out(f"    def __init__(self{', *' if init_sizes else ''}{init_args}) -> None:")
         out("        super().__init__()")
         for p in params:
-            out(f"        self.{self.attr(p.name)} = torch.nn.Parameter(torch.empty{self.shape(p.axes)})")
+            shape = self.shape(p.axes) if p.axes else "(())"  # torch.empty(()) is a scalar
+            out(f"        self.{self.attr(p.name)} = torch.nn.Parameter(torch.empty{shape})")
         for p in patterns:
             if self.is_concrete_pattern(p):
                 out(f'        self.register_buffer("{self.attr(p.name)}", {self.pattern_call(p, "None", "torch.get_default_dtype()")}.clone(), persistent=False)')

@@ -17,14 +17,13 @@ from tnc.frontend import ast
 from tnc.ir.network import Factor, Kind, Network, Product, Term, Window, axes_text
 from tnc.ir.pattern import ConvPattern
 from tnc.ir.program import Program, Tensor
+from tnc.limits import MAX_CHAIN, MAX_EXPONENT, MAX_VALUE
 from tnc.passes.deltas import DELTA
 from tnc.passes.derive import DerivativeError, jacobian, jvp, vjp
 from tnc.passes.fresh import primed, tidy
 
 PATTERN_ARGUMENTS = ("stride", "padding", "dilation", "output_padding")
-MAX_VALUE = 2**62  # the largest size, coefficient numerator or denominator (a torch int64 fits it)
 RESERVED_SIZES = ("same", "valid")  # words of padding=..., which a size must not shadow
-MAX_EXPONENT = 64  # the largest exponent, so that a power is never computed to a huge number
 
 
 @dataclass
@@ -236,6 +235,7 @@ class Checker:
                 ast.Equation: self.equation,
             }[type(statement)]
             handler(statement)
+        self.check_chains()
         self.infer_sizes()
         self.check_seeds()
         self.choose_outputs()
@@ -243,6 +243,16 @@ class Checker:
             self.errors.sort(key=lambda d: (d.span.line, d.span.column))
             raise TncError(self.source, self.errors)
         return self.program
+
+    def check_chains(self) -> None:
+        """Refuse a definition that depends on more than :data:`MAX_CHAIN` chained definitions."""
+        depth: dict[str, int] = {}
+        for name, network in self.program.definitions.items():
+            depth[name] = 1 + max((depth.get(used, 0) for used in network.tensors()), default=0)
+            if depth[name] > MAX_CHAIN:
+                span = self.program.tensors[name].span or Span(1, 1)
+                self.error(span, f"'{name}' depends on a chain of more than {MAX_CHAIN:,} definitions")
+                return
 
     def size_decl(self, decl: ast.SizeDecl) -> None:
         name = decl.name.text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+
 from lark import Token, Transformer, Tree, v_args
 from lark.exceptions import (
     UnexpectedCharacters,
@@ -14,6 +15,7 @@ from lark.exceptions import (
 from tnc.errors import Diagnostic, Source, Span, TncError
 from tnc.frontend import ast
 from tnc.frontend.grammar import lark_parser
+from tnc.limits import MAX_DIGITS, MAX_NESTING
 
 KEYWORDS = frozenset({"size", "index", "input", "param", "pattern", "output"})
 
@@ -32,8 +34,6 @@ def _name(token: Token) -> ast.Name:
     return ast.Name(str(token), _span(token))
 
 
-MAX_DIGITS = 30  # the longest number literal
-MAX_NESTING = 100  # the deepest nesting of operators and derivative forms in one expression
 _NESTED = frozenset({"binop", "power", "neg", "call"})
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*'*")
 

@@ -5,6 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
+def printable(text: str) -> str:
+    """``text`` with the characters that do not print written as escapes (``\n``, ``\x0c``), so
+    that a file name cannot break the ``FILE:LINE:COL:`` format or a comment it is printed in."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
 @dataclass(frozen=True)
 class Span:
     """A place in the source: 1-based line and column, and how many characters it covers."""

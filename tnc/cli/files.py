@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tnc.errors import Source
+from tnc.errors import Source, printable
 from tnc.limits import MAX_INPUT_BYTES
 
 
@@ -30,7 +30,7 @@ def read_source(path: str) -> Source:
 
     As Python's text files do, ``\\r\\n`` and ``\\r`` read as ``\\n``; a UTF-8 byte order mark is
     skipped."""
-    name = "<stdin>" if path == "-" else path
+    name = "<stdin>" if path == "-" else printable(path)
     try:
         if path == "-":
             stream = getattr(sys.stdin, "buffer", sys.stdin)
@@ -68,25 +68,26 @@ def write_output(data: str | bytes, path: str | None, protect: str | None = None
             sys.stdout.write(data)
         return
     raw = data.encode("utf-8") if isinstance(data, str) else data
+    shown = printable(path)
     if _is_input(path, protect):
-        raise FileError(f"{path}: error: this is the input file; tnc does not overwrite it with generated code")
+        raise FileError(f"{shown}: error: this is the input file; tnc does not overwrite it with generated code")
     try:
         info = os.stat(path)
     except FileNotFoundError:
         info = None
     except OSError as error:
-        raise FileError(f"{path}: error: cannot write the file: {error.strerror or error}") from None
+        raise FileError(f"{shown}: error: cannot write the file: {error.strerror or error}") from None
     if info is not None and stat.S_ISDIR(info.st_mode):
-        raise FileError(f"{path}: error: cannot write the file: it is a folder")
+        raise FileError(f"{shown}: error: cannot write the file: it is a folder")
     real = os.path.realpath(path)
     if info is None and not os.path.isdir(os.path.dirname(real)):
-        raise FileError(f"{path}: error: cannot write the file: there is no folder {os.path.dirname(path) or '.'}")
+        raise FileError(f"{shown}: error: cannot write the file: there is no folder {printable(os.path.dirname(path))}")
     if info is not None and (not stat.S_ISREG(info.st_mode) or real.startswith("/proc/")):
         _write_straight(raw, path)  # a device, a FIFO, /dev/stdout: nothing to replace
         return
     if info is not None and (not info.st_mode & stat.S_IWUSR or not os.access(real, os.W_OK)):
-        raise FileError(f"{path}: error: the file is read-only; tnc does not replace it")
-    _replace(raw, Path(real), info.st_mode & 0o7777 if info is not None else None, path)
+        raise FileError(f"{shown}: error: the file is read-only; tnc does not replace it")
+    _replace(raw, Path(real), info.st_mode & 0o7777 if info is not None else None, shown)
 
 
 def _write_straight(raw: bytes, path: str) -> None:
@@ -94,7 +95,7 @@ def _write_straight(raw: bytes, path: str) -> None:
         with open(path, "wb") as handle:
             handle.write(raw)
     except OSError as error:
-        raise FileError(f"{path}: error: cannot write the file: {error.strerror or error}") from None
+        raise FileError(f"{printable(path)}: error: cannot write the file: {error.strerror or error}") from None
 
 
 def _replace(raw: bytes, target: Path, mode: int | None, shown: str) -> None:

@@ -93,15 +93,13 @@ def run(args: argparse.Namespace) -> None:
 
         write_output(cost_text(program), None)
     elif args.command == "simplify":
-        from tnc.codegen.names import literal_text
         from tnc.codegen.tn import to_tn
         from tnc.passes.simplify import explain, simplify
 
         log = simplify(program)
-        write_output(to_tn(program, explain(log, literal_text(program.source.name)) if args.explain else None), args.output)
+        write_output(to_tn(program, explain(log, program.source.name) if args.explain else None), args.output)
     elif args.command == "derive":
         from tnc.codegen.tn import to_tn
-        from tnc.codegen.names import literal_text
         from tnc.frontend.parser import is_tensor_name
         from tnc.passes.derive import DerivativeError, derive_program
 
@@ -113,7 +111,7 @@ def run(args: argparse.Namespace) -> None:
         except DerivativeError as error:
             raise UsageError(str(error)) from None
         what = f"vjp with seed {args.vjp}" if args.vjp else f"jvp with tangent {args.jvp}" if args.jvp else "Jacobian"
-        header = f"{name}: the {what} of {args.of or 'the output'} with respect to {args.wrt}, derived by tnc from {literal_text(program.source.name)}"
+        header = f"{name}: the {what} of {args.of or 'the output'} with respect to {args.wrt}, derived by tnc from {program.source.name}"
         write_output(to_tn(program, header), args.output)
     else:
         compile_program(program, args)
@@ -183,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     143 (SIGTERM) or 70 (an internal error, a bug in tnc)."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    sys.setrecursionlimit(max(sys.getrecursionlimit(), RECURSION_LIMIT))
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, RECURSION_LIMIT))
     previous = signal.signal(signal.SIGTERM, _terminate) if threading.current_thread() is threading.main_thread() else None
     try:
         run(args)
@@ -209,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:  # noqa: BLE001 - the user gets a message, never a traceback
         return _internal(error)
     finally:
+        sys.setrecursionlimit(limit)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     return 0

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tnc.cli.main import main
+from tnc.errors import WIDTH
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,7 +52,12 @@ def parse_diagnostics(stderr: str, filename: str) -> list[Reported]:
 
 def check_excerpt(source: str, reported: Reported) -> None:
     """The excerpt is the source line (indented by four); the caret sits under the column."""
-    text = source.splitlines()[reported.line - 1].replace("\t", " ")
+    text = source.split("\n")[reported.line - 1].replace("\t", " ")  # the parser's lines
+    if len(text) > WIDTH:  # a window of the line around the column, "..." where it is cut
+        assert reported.excerpt.startswith("    ")
+        assert reported.excerpt[4:].removeprefix("...").removesuffix("...") in text
+        assert len(reported.excerpt) <= 4 + WIDTH + 6 and "^" in reported.caret
+        return
     assert reported.excerpt == "    " + text
     assert re.fullmatch(r" {4}" + " " * (reported.column - 1) + r"\^~*", reported.caret), (reported.caret, reported.column)
     # the caret's underline never runs past the end of the line
@@ -273,6 +279,49 @@ CASES = [
     case("size-decimal", "index i: 1.5\n", "a size must be an integer, not 1.5", 1, 10),
     case("size-zero", "size N = 0\n", "size 'N' must be at least 1, not 0", 1, 10),
     case("index-size-zero", "index i: 2 - 2\n", "index 'i' must have a size of at least 1, not 0", 1, 10),
+    # ------------------------------------------------- bounds (tnc/limits.py)
+    case("size-product-evaluated-once", "index i: 7 * 100000000 * 100000000 * 1000\n", "this value is too large", 1, 10),
+    case("exponent-tower", "index i: 9**9**9\n", "an exponent must be an integer from -64 to 64, not 387420489", 1, 13),
+    case("exponent-tower-of-twos", "index i: 2**2**2**2**2\n", "not 65536", 1, 13),
+    case("power-too-large", "index i: 2**63\n", "this value is too large: sizes and coefficients are at most 2**62", 1, 10),
+    case("power-of-a-free-size", "size N\nindex i: 2**N\n", "an exponent must be an integer", 2, 13),
+    case("coefficient-too-large", "index i: 2\ninput A[i]\nB[i] = (10**60) * A[i]\n", "this value is too large", 3, 9),
+    case("coefficient-product-too-large", "index i: 2\ninput A[i]\nB[i] = (2**62) * A[i] * 4\n", "this value is too large", 3, 25),
+    case("literal-too-long", "index i: " + "9" * 5000 + "\n", "a number has at most 30 digits, this one 5000", 1, 10),
+    case("literal-too-large", "size N = 99999999999999999999\n", "this value is too large", 1, 10),
+    case("nesting-unary-minus", "index i: " + "-" * 1000 + "2\n", "nested more than 100 levels deep", 1, 110),
+    case("nesting-parentheses", "size N = " + "(1 + " * 150 + "1" + ")" * 150 + "\n", "nested more than 100 levels deep", 1, 511),
+    case(
+        "nesting-grad",
+        "index i: 2\nparam W[i]\ninput A[i]\nY[i] = A[i] * W[i]\nJ[i] = " + "grad(" * 2000 + "Y" + ", W)" * 2000 + "\n",
+        "nested more than 100 levels deep",
+        5,
+        508,
+    ),
+    case(
+        "chain-too-long",
+        "index i: 2\ninput A0[i]\n" + "".join(f"A{k + 1}[i] = A{k}[i]\n" for k in range(10_001)),
+        "'A10001' depends on a chain of more than 10,000 definitions",
+        10_003,
+        1,
+    ),
+    case("window-too-large", "index o: 2, k: 2, i: 9\ninput X[i]\nY[o, k] = X[9999999999999999999*o + k]\n", "too large", 3, 13),
+    # ------------------------------------------------------ silent wrong answers
+    case("delta-declared", "index i: 2, j: 2\ninput delta[i, j]\n", "'delta' is the built-in identity and cannot be declared", 2, 7),
+    case("delta-defined", "index i: 2\ninput A[i]\ndelta[i] = A[i]\n", "'delta' is the built-in identity", 3, 1),
+    case("same-as-size", "size same = 2\n", "'same' is reserved for padding=same", 1, 6),
+    case("window-decimal", "index o: 2, k: 2\ninput X[i]\nY[o, k] = X[2.5*o + k]\n", "a window leg takes integers, not 2.5", 3, 13),
+    case("window-decimal-padding", "index o: 2, k: 2\ninput X[i]\nY[o, k] = X[2*o + k - 0.5]\n", "not 0.5", 3, 23),
+    case("divide-coefficient-by-zero", "index i: 2\ninput A[i]\nB[i] = A[i] / 0\n", "division by zero", 3, 15),
+    case("divide-by-bound-zero", "size G = 2\nindex i: 2\ninput A[i]\nB[i] = A[i] / (G - 2)\n", "division by zero", 4, 16),
+    case("divide-by-zero-in-coefficient", "index i: 2\ninput A[i]\nB[i] = (1 / (2 - 2)) * A[i]\n", "division by zero", 3, 9),
+    case("zero-to-negative-power", "index i: 2\ninput A[i]\nB[i] = (0**-1) * A[i]\n", "division by zero", 3, 9),
+    case("divide-size-by-bound-zero", "size G = 1\nindex i: 4 / (G - 1)\n", "division by zero", 2, 10),
+    # ------------------------------------------- line breaks the parser does not count
+    case("form-feed-in-comment", "# a\x0cb\nindex i: 2\ninput X[i]\nY[i] = Z[i]\n", "unknown tensor 'Z'", 4, 8),
+    case("vertical-tab-in-comment", "# a\x0bb\nindex i: 2\nY[i] = Z[i]\n", "unknown tensor 'Z'", 3, 8),
+    case("line-separator-in-comment", "# a\u2028b\nindex i: 2\nY[i] = Z[i]\n", "unknown tensor 'Z'", 3, 8),
+    case("next-line-in-comment", "# a\x85b\x1cc\nindex i: 2\nY[i] = Z[i]\n", "unknown tensor 'Z'", 3, 8),
     # -------------------------------------------------------------- patterns
     case("stride-zero", "index i: 9, k: 3\npattern P[i, o, k] = conv(stride=0)\n", "stride must be at least 1, got 0", 2, 27),
     case("dilation-zero", "index i: 9, k: 3\npattern P[i, o, k] = conv(dilation=0)\n", "dilation must be at least 1, got 0", 2, 27),

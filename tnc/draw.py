@@ -131,8 +131,10 @@ def to_dot(program: Program, term: int | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render(program: Program, path: str, term: int | None = None) -> None:
-    """Write an SVG or PNG (by the file's suffix) with one panel per term."""
+def render(program: Program, format: str, term: int | None = None) -> bytes:
+    """An SVG or PNG (``format`` is ``"svg"`` or ``"png"``) with one panel per term."""
+    import io
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -149,10 +151,12 @@ def render(program: Program, path: str, term: int | None = None) -> None:
     for ax, panel in zip(axes.flat, chosen):
         _draw_panel(ax, panel)
     figure.tight_layout()
-    metadata = {"Date": None} if path.endswith(".svg") else {"Software": None}
+    metadata = {"Date": None} if format == "svg" else {"Software": None}
     plt.rcParams["svg.hashsalt"] = "tnc"
-    figure.savefig(path, format=path.rsplit(".", 1)[-1], metadata=metadata, dpi=110)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format=format, metadata=metadata, dpi=110)
     plt.close(figure)
+    return buffer.getvalue()
 
 
 def _draw_panel(ax, panel: Panel) -> None:

@@ -5,6 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
+def printable(text: str) -> str:
+    """``text`` with the characters that do not print written as escapes (``\n``, ``\x0c``), so
+    that a file name cannot break the ``FILE:LINE:COL:`` format or a comment it is printed in."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
 @dataclass(frozen=True)
 class Span:
     """A place in the source: 1-based line and column, and how many characters it covers."""
@@ -22,8 +28,9 @@ class Source:
     text: str
 
     def line(self, number: int) -> str:
-        lines = self.text.splitlines()
-        return lines[number - 1] if 0 < number <= len(lines) else ""
+        """Line ``number`` (from 1) as the parser counts lines: only ``\n`` ends one."""
+        lines = self.text.split("\n")
+        return lines[number - 1].removesuffix("\r") if 0 < number <= len(lines) else ""
 
 
 @dataclass(frozen=True)

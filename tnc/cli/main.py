@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import re
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from tnc.cli.files import FileError, read_source, write_output
 from tnc.errors import TncError, UsageError
+from tnc.limits import MAX_VALUE
 
 
 def _size_binding(text: str) -> tuple[str, int]:
     name, _, value = text.partition("=")
-    if not name or not value.isdigit() or int(value) < 1:
-        raise argparse.ArgumentTypeError(f"expected NAME=POSITIVE_INTEGER, got {text!r}")
+    if not name or not re.fullmatch("[0-9]{1,19}", value) or not 1 <= int(value) <= MAX_VALUE:
+        raise argparse.ArgumentTypeError(f"expected NAME=POSITIVE_INTEGER (at most 2**62), got {text!r}")
     return name, int(value)
 
 
@@ -95,8 +100,12 @@ def run(args: argparse.Namespace) -> None:
         write_output(to_tn(program, explain(log, program.source.name) if args.explain else None), args.output)
     elif args.command == "derive":
         from tnc.codegen.tn import to_tn
+        from tnc.frontend.parser import is_tensor_name
         from tnc.passes.derive import DerivativeError, derive_program
 
+        for option, value in (("--vjp", args.vjp), ("--jvp", args.jvp)):
+            if value is not None and not is_tensor_name(value):
+                raise UsageError(f"{option} {value}: a seed must be a tensor name (letters, digits, _ and trailing primes, not a keyword)")
         try:
             name = derive_program(program, args.wrt, args.of, args.vjp, args.jvp)
         except DerivativeError as error:
@@ -109,10 +118,7 @@ def run(args: argparse.Namespace) -> None:
 
 
 def draw_program(program, args: argparse.Namespace) -> None:
-    """``tnc draw``: the suffix of ``-o`` picks the format; the file is written atomically."""
-    import os
-    import tempfile
-
+    """``tnc draw``: the suffix of ``-o`` picks the format."""
     from tnc.draw import render, to_dot
 
     suffix = Path(args.output).suffix.lower()
@@ -122,21 +128,15 @@ def draw_program(program, args: argparse.Namespace) -> None:
         from tnc.passes.simplify import simplify
 
         simplify(program)
-    if suffix == ".dot":
-        write_output(to_dot(program, args.term), args.output)
-        return
-    target = Path(args.output)
-    fd, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent if str(target.parent) else ".")
-    os.close(fd)
+    most = max((len(program.definitions[name].terms) for name in program.outputs), default=0)
+    if args.term is not None and not 1 <= args.term <= most:
+        numbered = f"the terms are numbered from 1 to {most}" if most else "the outputs have no terms"
+        raise UsageError(f"--term {args.term}: there is no term to draw with number {args.term}; {numbered}")
     try:
-        render(program, temporary, args.term)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, target)
+        data = to_dot(program, args.term) if suffix == ".dot" else render(program, suffix[1:], args.term)
     except ValueError as error:
         raise UsageError(str(error)) from None
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+    write_output(data, args.output, protect=args.file)
 
 
 def compile_program(program, args: argparse.Namespace) -> None:
@@ -148,34 +148,77 @@ def compile_program(program, args: argparse.Namespace) -> None:
     if args.target == "einsum":
         from tnc.codegen.einsum import to_json, to_text
 
-        write_output(to_json(program) if args.format == "json" else to_text(program), args.output)
+        write_output(to_json(program) if args.format == "json" else to_text(program), args.output, protect=args.file)
     else:
         from tnc.codegen.torch_module import to_torch_source
 
-        write_output(to_torch_source(program, _stem(args.file)), args.output)
+        write_output(to_torch_source(program, _stem(args.file)), args.output, protect=args.file)
+
+
+RECURSION_LIMIT = 60_000  # passes recurse along chains of definitions (at most MAX_CHAIN deep)
+
+
+class _Terminated(Exception):
+    """SIGTERM, raised where the program is, so that ``finally`` removes temporary files."""
+
+
+def _terminate(signum, frame) -> None:
+    raise _Terminated
+
+
+def _silence_stdout() -> None:
+    """Point standard output at /dev/null, so the exit does not fail again flushing it."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # not a real file (captured in tests)
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; the exit status is 0, 1 (an error in a file), 2 (usage), 130 (Ctrl-C),
+    143 (SIGTERM) or 70 (an internal error, a bug in tnc)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, RECURSION_LIMIT))
+    previous = signal.signal(signal.SIGTERM, _terminate) if threading.current_thread() is threading.main_thread() else None
     try:
         run(args)
-    except TncError as error:
-        print(error, file=sys.stderr)
-        return 1
-    except FileError as error:
+        sys.stdout.flush()
+    except (TncError, FileError) as error:
         print(error, file=sys.stderr)
         return 1
     except UsageError as error:
         parser.error(str(error))
-    except BrokenPipeError:
+    except BrokenPipeError:  # the reader went away (`tnc ... | head -1`): nothing more to say
+        _silence_stdout()
         return 0
+    except KeyboardInterrupt:
+        return 130
+    except _Terminated:
+        return 143
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EIO, errno.EBADF, errno.EDQUOT):
+            return _internal(error)
+        _silence_stdout()
+        print(f"<stdout>: error: cannot write standard output: {error.strerror or error}", file=sys.stderr)
+        return 1
     except Exception as error:  # noqa: BLE001 - the user gets a message, never a traceback
-        if os.environ.get("TNC_DEBUG"):
-            raise
-        print(f"tnc: internal error: {type(error).__name__}: {error} (set TNC_DEBUG=1 for a traceback)", file=sys.stderr)
-        return 70
+        return _internal(error)
+    finally:
+        sys.setrecursionlimit(limit)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def _internal(error: Exception) -> int:
+    if os.environ.get("TNC_DEBUG"):
+        raise error
+    print(f"tnc: internal error: {type(error).__name__}: {error} (set TNC_DEBUG=1 for a traceback)", file=sys.stderr)
+    return 70
 
 
 if __name__ == "__main__":

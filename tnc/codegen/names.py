@@ -9,9 +9,14 @@ from typing import Iterable
 LETTERS = string.ascii_lowercase + string.ascii_uppercase
 
 
+class TooManyIndices(ValueError):
+    """An einsum equation would need more than the 52 letters torch.einsum has."""
+
+
 def einsum_letters(legs: Iterable[str]) -> dict[str, str]:
     """One letter per distinct leg, in order of first appearance: the leg's initial if it is free,
     else the next free letter after it (``i1, i2`` become ``i, j``)."""
+    legs = list(legs)
     letters: dict[str, str] = {}
     taken: set[str] = set()
     for leg in legs:
@@ -20,7 +25,7 @@ def einsum_letters(legs: Iterable[str]) -> dict[str, str]:
         start = LETTERS.index(leg[0]) if leg[0] in LETTERS else 0
         letter = next((c for c in LETTERS[start:] + LETTERS[:start] if c not in taken), None)
         if letter is None:
-            raise ValueError("more than 52 distinct indices in one einsum; torch.einsum has only a-z and A-Z")
+            raise TooManyIndices(f"{len(set(legs))} distinct indices in one einsum, but torch.einsum has only the 52 letters a-z, A-Z")
         letters[leg] = letter
         taken.add(letter)
     return letters
@@ -47,3 +52,11 @@ class Namer:
             self.taken.add(candidate)
             self.names[key] = candidate
         return self.names[key]
+
+
+def literal_text(text: str) -> str:
+    """``text`` escaped for a place inside a generated ``\"\"\"`` string, which reads back as
+    ``text``: backslashes and quotes are escaped, characters that do not print are written as
+    ``\\n``, ``\\x0c``, ``\\u2028``. File names go through it, so no name ends a docstring."""
+    escaped = {"\\": "\\\\", '"': '\\"'}
+    return "".join(escaped.get(c) or (c if c.isprintable() else ascii(c)[1:-1]) for c in text)

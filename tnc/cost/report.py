@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sympy
 
+from tnc.codegen.names import TooManyIndices
 from tnc.cost import model
 from tnc.ir.program import Program
 from tnc.lowering.term import STRATEGIES, describe, lower, price
@@ -21,6 +22,14 @@ def _at(count: model.Count) -> str:
         return text
     at = ", ".join(f"{s}={model.PLANNING_SIZE}" for s in sorted(count.free_symbols, key=str))
     return f"{text}  (= {model.number(count):,} at {at})"
+
+
+def _equation(step) -> str:
+    try:
+        return step.equation()
+    except TooManyIndices:  # no einsum can take it; --target torch says so where it compiles
+        legs = {leg for legs in step.inputs for leg in legs}
+        return f"({len(legs)} indices, more than einsum's 52 letters)"
 
 
 def _price_lines(cost: model.Cost, indent: str) -> list[str]:
@@ -43,7 +52,7 @@ def report(program: Program, title: str, strategies: tuple[str, ...] = STRATEGIE
             if lowered.plan is not None:
                 for step in lowered.plan.steps:
                     flops = model.contraction(step.inputs, step.result, program.size).flops
-                    lines.append(f"      {step.equation():<40} {_at(flops)} FLOPs")
+                    lines.append(f"      {_equation(step):<40} {_at(flops)} FLOPs")
             dense = price(program, lower(program, term, network.legs, ()))
             one_shot = model.contraction([f.legs for f in factors], network.legs, program.size).flops
             lines.append(f"  dense einsum as written (patterns as 0/1 tensors): {_at(dense.flops)} FLOPs planned")

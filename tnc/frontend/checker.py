@@ -17,11 +17,13 @@ from tnc.frontend import ast
 from tnc.ir.network import Factor, Kind, Network, Product, Term, Window, axes_text
 from tnc.ir.pattern import ConvPattern
 from tnc.ir.program import Program, Tensor
+from tnc.limits import MAX_CHAIN, MAX_EXPONENT, MAX_VALUE
 from tnc.passes.deltas import DELTA
 from tnc.passes.derive import DerivativeError, jacobian, jvp, vjp
 from tnc.passes.fresh import primed, tidy
 
 PATTERN_ARGUMENTS = ("stride", "padding", "dilation", "output_padding")
+RESERVED_SIZES = ("same", "valid")  # words of padding=..., which a size must not shadow
 
 
 @dataclass
@@ -158,7 +160,7 @@ class Checker:
             if integer and "." in node.text:
                 self.error(node.span, f"{what} must be an integer, not {node.text}")
                 return None
-            return sympy.Rational(node.text) if "." in node.text else sympy.Integer(node.text)
+            return self.bounded(sympy.Rational(node.text) if "." in node.text else sympy.Integer(node.text), node.span)
         if isinstance(node, ast.Symbol):
             if node.name in self.program.symbols:
                 return self.program.symbols[node.name]
@@ -174,13 +176,35 @@ class Checker:
         right = self.scalar(node.right, integer=integer, what=what)
         if left is None or right is None:
             return None
-        if node.op == "/" and right == 0:
+        if node.op == "**":
+            return self.power(left, right, node)
+        if node.op == "/" and self.program.concrete(right) == 0:
             self.error(node.span, "division by zero")
             return None
-        result = {"+": left + right, "-": left - right, "*": left * right, "/": left / right, "**": left**right}[node.op]
+        result = {"+": sympy.Add, "-": lambda a, b: a - b, "*": sympy.Mul, "/": lambda a, b: a / b}[node.op](left, right)
         if integer and node.op == "/":  # sizes divide with floor, like Python's //
-            return sympy.floor(result)
-        return result
+            result = sympy.floor(result)
+        return self.bounded(result, node.span)
+
+    def power(self, base: sympy.Expr, exponent: sympy.Expr, node: ast.BinOp) -> sympy.Expr | None:
+        """``base ** exponent`` for an integer exponent of at most :data:`MAX_EXPONENT`, checked
+        before it is computed (``9**9**9`` is refused, not evaluated)."""
+        concrete = self.program.concrete(exponent)
+        if not concrete.is_Integer or abs(concrete) > MAX_EXPONENT:
+            self.error(node.right.span, f"an exponent must be an integer from -{MAX_EXPONENT} to {MAX_EXPONENT}, not {concrete}")
+            return None
+        if concrete < 0 and self.program.concrete(base) == 0:
+            self.error(node.span, "division by zero")
+            return None
+        return self.bounded(base ** int(concrete), node.span)
+
+    def bounded(self, value: sympy.Expr, span: Span) -> sympy.Expr | None:
+        """``value``, or None (and an error) if a number in it exceeds :data:`MAX_VALUE`."""
+        numbers = self.program.concrete(value).atoms(sympy.Rational)
+        if any(abs(n.p) > MAX_VALUE or n.q > MAX_VALUE for n in numbers):
+            self.error(span, f"this value is too large: sizes and coefficients are at most 2**62 ({MAX_VALUE})")
+            return None
+        return value
 
     def concrete_integer(self, node: ast.Scalar, what: str) -> int | None:
         value = self.scalar(node, integer=True, what=what)
@@ -211,6 +235,7 @@ class Checker:
                 ast.Equation: self.equation,
             }[type(statement)]
             handler(statement)
+        self.check_chains()
         self.infer_sizes()
         self.check_seeds()
         self.choose_outputs()
@@ -219,8 +244,20 @@ class Checker:
             raise TncError(self.source, self.errors)
         return self.program
 
+    def check_chains(self) -> None:
+        """Refuse a definition that depends on more than :data:`MAX_CHAIN` chained definitions."""
+        depth: dict[str, int] = {}
+        for name, network in self.program.definitions.items():
+            depth[name] = 1 + max((depth.get(used, 0) for used in network.tensors()), default=0)
+            if depth[name] > MAX_CHAIN:
+                span = self.program.tensors[name].span or Span(1, 1)
+                self.error(span, f"'{name}' depends on a chain of more than {MAX_CHAIN:,} definitions")
+                return
+
     def size_decl(self, decl: ast.SizeDecl) -> None:
         name = decl.name.text
+        if name in RESERVED_SIZES:
+            self.error(decl.name.span, f"'{name}' is reserved for padding={name} and cannot be declared as a size")
         if name in self.program.symbols:
             self.error(decl.name.span, f"size '{name}' is declared twice", Note(self.program.symbol_spans[name], "first declared here"))
             return
@@ -257,6 +294,9 @@ class Checker:
             self.unifier.assign(name, _Origin(size, decl.name.span, f"declared as 'index {name}: {size}'"))
 
     def declare_tensor(self, name: ast.Name, kind: Kind, axes: tuple[ast.Axis, ...], span: Span) -> Tensor | None:
+        if name.text == DELTA:
+            self.error(name.span, "'delta' is the built-in identity and cannot be declared or defined")
+            return None
         if name.text in self.program.tensors:
             previous = self.program.tensors[name.text]
             self.error(name.span, f"'{name.text}' is defined twice", Note(previous.span or name.span, "first defined here"))
@@ -423,10 +463,15 @@ class Checker:
                     factors.append(factor)
             else:
                 value = self.scalar(item)
+                if value is not None and op == "/" and self.program.concrete(value) == 0:
+                    self.error(item.span, "division by zero")
+                    value = None
+                if value is not None:
+                    value = self.bounded(coefficient / value if op == "/" else coefficient * value, item.span)
                 if value is None:
                     ok = False
                 else:
-                    coefficient = coefficient / value if op == "/" else coefficient * value
+                    coefficient = value
         if not factors and ok:
             self.error(term.span, "a term needs at least one tensor factor")
             return None
@@ -472,7 +517,9 @@ class Checker:
         if axis.window is None:
             return names
         stride, dilation, padding = axis.window
-        if stride < 1 or dilation < 1 or padding < 0:
+        if max(stride, abs(dilation), abs(padding)) > MAX_VALUE:
+            self.error(axis.span, f"this value is too large: sizes and coefficients are at most 2**62 ({MAX_VALUE})")
+        elif stride < 1 or dilation < 1 or padding < 0:
             self.error(axis.span, "a window leg reads S*o + D*k - P with S >= 1, D >= 1 and P >= 0")
         if names[0] == names[1]:
             self.error(axis.span, f"a window leg needs two different indices, not '{names[0]}' twice")

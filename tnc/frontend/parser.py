@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from lark import Token, Transformer, Tree, v_args
 from lark.exceptions import (
     UnexpectedCharacters,
@@ -13,6 +15,7 @@ from lark.exceptions import (
 from tnc.errors import Diagnostic, Source, Span, TncError
 from tnc.frontend import ast
 from tnc.frontend.grammar import lark_parser
+from tnc.limits import MAX_DIGITS, MAX_NESTING
 
 KEYWORDS = frozenset({"size", "index", "input", "param", "pattern", "output"})
 
@@ -31,12 +34,28 @@ def _name(token: Token) -> ast.Name:
     return ast.Name(str(token), _span(token))
 
 
-class _BadWindow(Exception):
-    """A window leg with an operator other than ``*`` between a number and a name."""
+_NESTED = frozenset({"binop", "power", "neg", "call"})
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*'*")
 
-    def __init__(self, token: Token) -> None:
-        super().__init__(str(token))
+
+def is_tensor_name(text: str) -> bool:
+    """Whether ``text`` can name a tensor: a name that is neither a keyword nor ``delta``."""
+    return bool(_NAME.fullmatch(text)) and text not in KEYWORDS and text != "delta"
+
+
+class _BadToken(Exception):
+    """A token the grammar accepts but the language does not; the message says why."""
+
+    def __init__(self, token: Token, message: str) -> None:
+        super().__init__(message)
         self.token = token
+        self.message = message
+
+
+def _literal(token: Token) -> Token:
+    if len(token) > MAX_DIGITS:
+        raise _BadToken(token, f"a number has at most {MAX_DIGITS} digits, this one {len(token)}")
+    return token
 
 
 @v_args(tree=True)
@@ -51,7 +70,7 @@ class _ToAst(Transformer):
 
     # Scalars.
     def number(self, tree: Tree) -> ast.Number:
-        return ast.Number(str(tree.children[0]), _span(tree.children[0]))
+        return ast.Number(str(_literal(tree.children[0])), _span(tree.children[0]))
 
     def symbol(self, tree: Tree) -> ast.Symbol:
         return ast.Symbol(str(tree.children[0]), _span(tree.children[0]))
@@ -93,10 +112,12 @@ class _ToAst(Transformer):
             if child is None:
                 continue
             if child.type == "NUMBER":
+                if "." in _literal(child):
+                    raise _BadToken(child, f"a window leg takes integers, not {child}")
                 if len(names) == 2:
-                    numbers.append(int(float(child)))
+                    numbers.append(int(child))
                 else:
-                    pending = int(float(child))
+                    pending = int(child)
             elif child.type == "NAME":
                 numbers.append(pending)
                 pending = 1
@@ -104,7 +125,7 @@ class _ToAst(Transformer):
             elif child.type == "SIGN":
                 signs.append(str(child))
             elif child != "*":
-                raise _BadWindow(child)
+                raise _BadToken(child, f"unexpected {str(child)!r}; a window leg reads S*o + D*k - P")
         stride, dilation = numbers[0], numbers[1]
         padding = numbers[2] if len(numbers) > 2 else 0
         if signs[0] == "-":
@@ -212,9 +233,9 @@ def _first_on_line(source: Source, token: Token) -> bool:
 
 
 def _syntax_error(source: Source, error: UnexpectedInput) -> TncError:
-    lines = source.text.splitlines() or [""]
+    lines = source.text.removesuffix("\n").split("\n")
     line = error.line if error.line and error.line > 0 else len(lines)
-    column = error.column if error.column and error.column > 0 else len(lines[line - 1]) + 1
+    column = error.column if error.column and error.column > 0 else len(source.line(line)) + 1
     if isinstance(error, UnexpectedCharacters):
         char = source.text[error.pos_in_stream] if error.pos_in_stream < len(source.text) else ""
         message = f"unexpected character {char!r}"
@@ -251,11 +272,23 @@ def parse(source: Source) -> ast.Module:
         tree = lark_parser().parse(source.text)
     except UnexpectedInput as error:
         raise _syntax_error(source, error) from None
+    _check_nesting(source, tree)
     try:
         return _ToAst().transform(tree)
     except VisitError as error:
-        if not isinstance(error.orig_exc, _BadWindow):
+        if not isinstance(error.orig_exc, _BadToken):
             raise
-        token = error.orig_exc.token
-        message = f"unexpected {str(token)!r}; a window leg reads S*o + D*k - P"
-        raise TncError(source, [Diagnostic(_span(token), message)]) from None
+        bad = error.orig_exc
+        raise TncError(source, [Diagnostic(_span(bad.token), bad.message)]) from None
+
+
+def _check_nesting(source: Source, tree: Tree) -> None:
+    """Refuse expressions nested deeper than :data:`MAX_NESTING` (walked without recursion)."""
+    stack = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        depth += node.data in _NESTED
+        if depth > MAX_NESTING:
+            message = f"this expression is nested more than {MAX_NESTING} levels deep (operators and derivative forms)"
+            raise TncError(source, [Diagnostic(_span(node), message)])
+        stack.extend((child, depth) for child in node.children if isinstance(child, Tree))

@@ -194,7 +194,7 @@ def _steps(factors: tuple[Factor, ...], plan_: Plan, size: Size) -> Cost:
     operands, such as the two halves of a KFAC factor) is computed once."""
     cost, variables, seen = Cost(), [(f.tensor, f.axes) for f in factors], set()
     for step in plan_.steps:
-        key = (step.equation(), tuple(variables[p] for p in step.operands))
+        key = (step.inputs, step.result, tuple(variables[p] for p in step.operands))
         variables = [v for p, v in enumerate(variables) if p not in step.operands] + [key]
         if key not in seen:
             seen.add(key)

@@ -17,6 +17,7 @@ from tnc.frontend import ast
 from tnc.ir.network import Factor, Kind, Network, Product, Term, Window, axes_text
 from tnc.ir.pattern import ConvPattern
 from tnc.ir.program import Program, Tensor
+from tnc.ir.sizes import same
 from tnc.passes.deltas import DELTA
 from tnc.passes.derive import DerivativeError, jacobian, jvp, vjp
 from tnc.passes.fresh import primed, tidy
@@ -65,7 +66,7 @@ class _Unifier:
         return origin.size if origin else None
 
     def equal(self, a: sympy.Expr, b: sympy.Expr) -> bool:
-        return sympy.simplify(self.program.concrete(a) - self.program.concrete(b)) == 0
+        return same(self.program.concrete(a), self.program.concrete(b))
 
     def failed_class(self, name: str) -> bool:
         """Whether an index joined with ``name`` already had its size reported as invalid."""

@@ -9,6 +9,7 @@ import sympy
 from tnc.errors import Source, Span
 from tnc.ir.network import Axes, Kind, Network, flatten
 from tnc.ir.pattern import ConvPattern
+from tnc.ir.sizes import substitute
 
 
 @dataclass
@@ -45,13 +46,12 @@ class Program:
     interfaces: dict[str, list[str]] = field(default_factory=dict)
 
     def concrete(self, expr: sympy.Expr) -> sympy.Expr:
-        """Substitute bound sizes until only free symbols remain."""
-        expr = sympy.sympify(expr)
-        for _ in range(len(self.bindings) + 1):
-            if not expr.free_symbols & self.bindings.keys():
-                break
-            expr = expr.subs(self.bindings)
-        return sympy.simplify(expr) if expr.free_symbols else expr
+        """Substitute bound sizes until only free symbols remain (memoised, see ``tnc.ir.sizes``)."""
+        if isinstance(expr, int):
+            return sympy.Integer(expr)
+        if expr.is_Integer:
+            return expr
+        return substitute(expr, tuple(self.bindings.items()))
 
     def size(self, index: str) -> sympy.Expr:
         return self.concrete(self.index_sizes[index])

@@ -6,6 +6,7 @@ import sympy
 
 from tnc.ir.network import Kind, Window
 from tnc.ir.program import Program
+from tnc.ir.sizes import same
 
 
 class InvalidIR(AssertionError):
@@ -13,7 +14,7 @@ class InvalidIR(AssertionError):
 
 
 def _same(program: Program, a: sympy.Expr, b: sympy.Expr) -> bool:
-    return sympy.simplify(program.concrete(a) - program.concrete(b)) == 0
+    return same(program.concrete(a), program.concrete(b))
 
 
 def validate(program: Program) -> Program:

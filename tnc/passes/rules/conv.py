@@ -14,6 +14,7 @@ import sympy
 
 from tnc.codegen.lowering import windowed
 from tnc.codegen.plan import plan, planning_size
+from tnc.ir import sizes
 from tnc.ir.network import Factor, Kind, Network, Product, Term, Window, axes_text
 from tnc.ir.pattern import ConvPattern
 from tnc.ir.program import Program, Tensor
@@ -86,8 +87,8 @@ def find_downsample(program: Program, network: Network) -> Rewrite | None:
         I, O, K = _sizes(program, (i, o, k))
         if i in network.legs or not _plain(program, spec, K):
             continue
-        stride_gt_kernel = sympy.simplify(sympy.Integer(spec.stride) - program.concrete(K)).is_positive
-        trims = equal(program, K, spec.stride) and sympy.simplify(sympy.Mod(program.concrete(I), spec.stride)).is_positive
+        stride_gt_kernel = sizes.is_positive(sympy.Integer(spec.stride) - program.concrete(K))
+        trims = equal(program, K, spec.stride) and sizes.is_positive(sympy.Mod(program.concrete(I), spec.stride))
         if not (stride_gt_kernel or trims):
             continue
         others = without(term.product, node)

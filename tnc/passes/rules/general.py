@@ -7,6 +7,7 @@ import sympy
 
 from tnc.ir.network import Factor, Kind, Network, Product, Term, Window, axes_text
 from tnc.ir.program import Program
+from tnc.ir.sizes import is_zero
 from tnc.passes.deltas import eliminate_one
 from tnc.passes.fresh import primed
 from tnc.passes.rules.base import Rewrite, Rule, equal, replace_term
@@ -14,7 +15,7 @@ from tnc.passes.rules.base import Rewrite, Rule, equal, replace_term
 
 def find_zero_terms(program: Program, network: Network) -> Rewrite | None:
     for position, term in enumerate(network.terms):
-        if sympy.simplify(program.concrete(term.coefficient)) == 0:
+        if is_zero(program.concrete(term.coefficient)):
             terms = network.terms[:position] + network.terms[position + 1 :]
             return Rewrite(Network(network.axes, terms), f"term {position + 1}", "its coefficient is 0")
     return None

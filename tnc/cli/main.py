@@ -12,9 +12,10 @@ from tnc.errors import TncError, UsageError
 
 
 def _size_binding(text: str) -> tuple[str, int]:
+    """``N=32``; zero is a valid value (a padding), whether it is valid for the size the file says."""
     name, _, value = text.partition("=")
-    if not name or not value.isdigit() or int(value) < 1:
-        raise argparse.ArgumentTypeError(f"expected NAME=POSITIVE_INTEGER, got {text!r}")
+    if not name or not value.isascii() or not value.isdigit():
+        raise argparse.ArgumentTypeError(f"expected NAME=INTEGER (0 or more), got {text!r}")
     return name, int(value)
 
 

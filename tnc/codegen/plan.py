@@ -8,14 +8,14 @@ from math import prod
 import opt_einsum
 
 from tnc.codegen.names import einsum_letters
+from tnc.ir.sizes import at
 
 PLANNING_SIZE = 16  # what a free size counts as when a contraction order is chosen or costs compared
 
 
 def planning_size(program, leg: str) -> int:
     """The size of ``leg`` as a number, free sizes counted as :data:`PLANNING_SIZE`."""
-    size = program.size(leg)
-    return int(size.subs({s: PLANNING_SIZE for s in size.free_symbols}))
+    return at(program.size(leg), PLANNING_SIZE)
 
 
 @dataclass(frozen=True)

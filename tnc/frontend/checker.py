@@ -17,7 +17,7 @@ from tnc.frontend import ast
 from tnc.ir.network import Factor, Kind, Network, Product, Term, Window, axes_text
 from tnc.ir.pattern import ConvPattern
 from tnc.ir.program import Program, Tensor
-from tnc.ir.sizes import same
+from tnc.ir.sizes import quotient, same
 from tnc.passes.deltas import DELTA
 from tnc.passes.derive import DerivativeError, jacobian, jvp, vjp
 from tnc.passes.fresh import primed, tidy
@@ -175,8 +175,8 @@ class Checker:
         right = self.scalar(node.right, integer=integer, what=what)
         if left is None or right is None:
             return None
-        if node.op == "/" and right == 0:
-            self.error(node.span, "division by zero")
+        if node.op == "/" and self.program.concrete(right) == 0:
+            self.error(node.span, "division by zero" if right == 0 else f"division by zero ({right} = 0)")
             return None
         result = {"+": left + right, "-": left - right, "*": left * right, "/": left / right, "**": left**right}[node.op]
         if integer and node.op == "/":  # sizes divide with floor, like Python's //
@@ -226,17 +226,20 @@ class Checker:
             self.error(decl.name.span, f"size '{name}' is declared twice", Note(self.program.symbol_spans[name], "first declared here"))
             return
         value = self.scalar(decl.value, integer=True) if decl.value is not None else None
+        span = decl.value.span if decl.value is not None else decl.name.span
         if name in self.overrides:
             if value is not None:
                 self.error(decl.name.span, f"size '{name}' is bound in the file; --size can only bind a free size")
-            value = sympy.Integer(self.overrides[name])
-        symbol = sympy.Symbol(name, integer=True, positive=True)
+            value, span = sympy.Integer(self.overrides[name]), decl.name.span
+        concrete = None if value is None else self.program.concrete(value)
+        if concrete is not None and concrete.is_number and concrete < 0:
+            self.error(span, f"size '{name}' must not be negative, not {concrete}")
+        # A size may be 0 (a padding); a leg of size 0 is reported where an index gets that size.
+        zero = concrete is not None and concrete == 0
+        symbol = sympy.Symbol(name, integer=True, nonnegative=True) if zero else sympy.Symbol(name, integer=True, positive=True)
         self.program.symbols[name] = symbol
         self.program.symbol_spans[name] = decl.name.span
         if value is not None:
-            concrete = self.program.concrete(value)
-            if concrete.is_number and concrete < 1:
-                self.error(decl.value.span, f"size '{name}' must be at least 1, not {concrete}")
             self.program.bindings[symbol] = value
 
     def index_decl(self, decl: ast.IndexDecl) -> None:
@@ -252,7 +255,7 @@ class Checker:
         else:
             concrete = self.program.concrete(size)
             if concrete.is_number and concrete < 1:
-                self.error(decl.size.span, f"index '{name}' must have a size of at least 1, not {concrete}")
+                self.error(decl.size.span, f"index '{name}' must have a size of at least 1, not {self.unifier.show(size)}")
                 self.unifier.failed.add(name)
                 return
             self.unifier.assign(name, _Origin(size, decl.name.span, f"declared as 'index {name}: {size}'"))
@@ -425,6 +428,9 @@ class Checker:
             else:
                 value = self.scalar(item)
                 if value is None:
+                    ok = False
+                elif op == "/" and self.program.concrete(value) == 0:
+                    self.error(item.span, f"division by zero ({value} = 0)" if value != 0 else "division by zero")
                     ok = False
                 else:
                     coefficient = coefficient / value if op == "/" else coefficient * value
@@ -697,7 +703,7 @@ class Checker:
         if len(unknown) > 1:
             return False
         known = sympy.Mul(*(s for s in sizes if s is not None))
-        value = sympy.simplify(total / known)
+        value = quotient(total, known)
         concrete = self.program.concrete(value)
         if concrete.is_number and not concrete.is_integer:
             if final:
@@ -711,6 +717,9 @@ class Checker:
             return False  # [i, k]: both sizes come from elsewhere
         (i,), (o,), (k,) = (axis.names for axis in decl.axes)
         I, O, K = (self.unifier.size(n.text) for n in (i, o, k))
+        if final and any(self.unifier.failed_class(n.text) for n in (i, o, k)):
+            self.unifier.failed.update(n.text for n in (i, o, k))  # reported once, at the bad size
+            return False
         if K is None:
             return False
         if I is not None and O is None:
@@ -778,4 +787,7 @@ def check(module: ast.Module, source: Source, sizes: dict[str, int] | None = Non
     unknown = sorted(set(sizes or {}) - declared)
     if unknown:
         raise UsageError(f"--size: the file declares no size {', '.join(repr(u) for u in unknown)}")
+    for name, value in (sizes or {}).items():
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UsageError(f"--size {name}={value!r}: a size is an integer (0 or more)")
     return Checker(source, sizes).run(module)

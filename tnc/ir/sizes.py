@@ -88,3 +88,14 @@ def at(expr: sympy.Expr, value: int) -> int:
     if expr.is_Integer:
         return int(expr)
     return int(expr.subs({s: value for s in expr.free_symbols}))
+
+
+@lru_cache(maxsize=_CACHE)
+def quotient(numerator: sympy.Expr, denominator: sympy.Expr) -> sympy.Expr:
+    """``numerator / denominator`` with common factors cancelled (sympy cancels equal powers
+    itself; ``cancel`` runs only where a denominator is left)."""
+    value = numerator / denominator
+    if value.is_number or sympy.fraction(value)[1] == 1:
+        return value
+    return sympy.cancel(value)
+

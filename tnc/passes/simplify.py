@@ -2,8 +2,9 @@
 
 A rule is a small unit with a symbolic condition and a rewrite (see ``tnc.passes.rules``). The
 engine tries the rules in the documented order (:data:`RULES`) and applies the first one that
-matches, then starts again from the first rule; it stops at a fixed point. The IR validator runs
-after every rewrite, and the log says which rule fired, where, and why its condition held.
+matches, then starts again from the first rule; it stops at a fixed point. The IR validator checks
+what every rewrite changed (and the whole program at the end), and the log says which rule fired,
+where, and why its condition held.
 """
 
 from __future__ import annotations
@@ -30,20 +31,28 @@ class Applied:
 def simplify(program: Program, rules: tuple[Rule, ...] = RULES, limit: int = 10_000) -> list[Applied]:
     """Rewrite ``program`` in place to a fixed point; returns the log of rules applied."""
     log: list[Applied] = []
+    uses = program.uses()
     for output in program.outputs:
-        program.interfaces.setdefault(output, program.interface(output))
+        program.interfaces.setdefault(output, uses.interface(output))
+    known = set(program.tensors)
     for name in list(program.definitions):
         while len(log) < limit:
             for rule in rules:
-                rewrite = rule.find(program, program.definitions[name])
+                before, previous = len(program.tensors), program.definitions[name]
+                rewrite = rule.find(program, previous)
                 if rewrite is not None:
                     program.definitions[name] = rewrite.network
-                    validate(program)
+                    added = [] if len(program.tensors) == before else [t for t in program.tensors if t not in known]
+                    known.update(added)
+                    # the terms a rewrite kept were checked before, against the same result legs
+                    kept = {id(t) for t in previous.terms} if rewrite.network.legs == previous.legs else set()
+                    validate(program, [name, *added], kept)
                     log.append(Applied(rule.name, name, rewrite.where, rewrite.why))
                     break
             else:
                 break
     _drop_unused_patterns(program)
+    validate(program)
     return log
 
 

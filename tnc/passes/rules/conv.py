@@ -72,7 +72,10 @@ def find_dense(program: Program, network: Network) -> Rewrite | None:
             continue
         if _in_window(term, i) or (i in network.legs and (len(network.terms) != 1 or o in network.legs or k in network.legs)):
             continue
-        rest = Product(f.regrouped(i, (o, k)) for f in without(term.product, node))
+        others = without(term.product, node)
+        if i not in network.legs and not any(i in f.legs for f in others):
+            continue  # summed over i alone, the pattern is all ones on (o, k): no reshape carries k
+        rest = Product(f.regrouped(i, (o, k)) for f in others)
         axes = tuple(a if isinstance(a, Window) else tuple(n for leg in a for n in ((o, k) if leg == i else (leg,))) for a in network.axes)
         why = (
             f"kernel {K} = stride {spec.stride}, padding 0, dilation 1, and {K} divides the input size {program.size(i)}: "
@@ -150,8 +153,9 @@ IDENTITY = Rule(
 )
 DENSE = Rule(
     "dense",
-    "K = stride, padding 0, dilation 1, K divides I (provably, for symbolic sizes), i not read through a window; "
-    "if i is a result leg, the network has one term and o, k are not result legs",
+    "K = stride, padding 0, dilation 1, K divides I (provably, for symbolic sizes), i not read through a window "
+    "and carried by another factor or a result leg; if i is a result leg, the network has one term and o, k are "
+    "not result legs",
     "Π[i, o, k] = [i = K*o + k] with I = O*K: i is the row-major group (o k), a reshape",
     find_dense,
 )

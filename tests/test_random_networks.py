@@ -157,6 +157,7 @@ class Net:
             "grad_W": f"output R[n, (g d), {result}, (ga da), ca, {fresh_k}] = grad(Y, W)",
             "vjp_W": f"output R[(ga da), ca, {fresh_k}] = vjp(Y, W, V)",
             "vjp_X": f"output R[n, (ga ca), {fresh_data}] = vjp(Y, X, V)",
+            "grad_X": f"output R[n, (g d), {result}, na, (ga ca), {fresh_data}] = grad(Y, X)",
             "jvp_W": f"output R[n, (g d), {result}] = jvp(Y, W, U)",
             "jvp_X": f"output R[n, (g d), {result}] = jvp(Y, X, UX)",
         }
@@ -182,16 +183,14 @@ def axes(draw, role: str) -> Axis:
     return axis
 
 
-OPERATIONS = ("conv", "two_terms", "kfc", "kfac", "kfc_vjp", "grad_W", "vjp_W", "vjp_X", "jvp_W", "jvp_X")
+OPERATIONS = ("conv", "two_terms", "kfc", "kfac", "kfc_vjp", "grad_W", "grad_X", "vjp_W", "vjp_X", "jvp_W", "jvp_X")
 
 
 @st.composite
 def networks(draw, operations: tuple[str, ...] = OPERATIONS) -> Net:
     operation = draw(st.sampled_from(operations))
     dim = draw(st.sampled_from([1, 1, 2, 2, 3]))
-    roles = ["forward", "transposed", "summed"] if operation in ("conv", "two_terms") else ["forward", "transposed"]
-    if operation.startswith("kf"):
-        roles = ["forward"]
+    roles = ["forward", "transposed", "summed"]
     axes_ = tuple(draw(axes(draw(st.sampled_from(roles)))) for _ in range(dim))
     if dim == 3:
         assume(all(a.size <= 4 for a in axes_))
@@ -346,6 +345,6 @@ def test_random_kfac_factors(net: Net, seed: int):
 
 
 @settings(max_examples=int(os.environ.get("TNC_EXAMPLES", 120)), **SETTINGS)
-@given(net=networks(("grad_W", "vjp_W", "vjp_X", "jvp_W", "jvp_X")), seed=st.integers(0, 2**16))
+@given(net=networks(("grad_W", "grad_X", "vjp_W", "vjp_X", "jvp_W", "jvp_X")), seed=st.integers(0, 2**16))
 def test_random_derivatives(net: Net, seed: int):
     check(net, seed)

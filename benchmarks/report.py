@@ -188,6 +188,52 @@ def summary_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def compile_tables(results: dict) -> list[str]:
+    """The compile-time sections: one row per example file, one per template (over its bindings)."""
+    out: list[str] = []
+    add = out.append
+    add("## Compile time per example file")
+    add("")
+    add("`tnc compile FILE --target torch -o OUT` run in process (`tnc.cli.main.main`), parse to written module; the imports are "
+        "done once before. Three runs per file; target < 0.5 s each.")
+    add("")
+    rows = [[r["file"], _ms(r["first_s"]), _ms(r["median_s"]), "ok" if not r["status"] else f"exit {r['status']}: {r['error']}"]
+            for r in results["compile"]]
+    add(_table(["file", "first ms", "median ms", "status"], rows))
+    slow = [r for r in results["compile"] if r["median_s"] >= 0.5]
+    worst = max(results["compile"], key=lambda r: r["median_s"]) if results["compile"] else None
+    add("")
+    if worst:
+        add(f"Slowest: {worst['file']} at {worst['median_s'] * 1e3:.0f} ms; " + (f"{len(slow)} file(s) at or over 0.5 s: "
+            + ", ".join(r["file"] for r in slow) if slow else "every file under 0.5 s."))
+    templates = results.get("templates") or []
+    if not templates:
+        return out
+    add("")
+    add("## Compile time per template")
+    add("")
+    add("The templates of `benchmarks/templates.py` (free N, C, D and spatial sizes; kernel K, stride S, padding P and "
+        "dilation L bound with `sizes=`, as `--size` does), each bound to every configuration of its `BINDINGS`: "
+        "parse, check, simplify and generate the torch module in process through the API, three runs each. "
+        "\"first\" is the first compile of that template and binding in the process (other templates warm "
+        "tnc's caches, as the layers of one model do); target < 0.5 s each.")
+    add("")
+    rows = []
+    for name in dict.fromkeys(r["template"] for r in templates):
+        mine = [r for r in templates if r["template"] == name]
+        worst = max(mine, key=lambda r: r["first_s"])
+        errors = [f"{r['sizes']}: {r['error']}" for r in mine if r["error"]]
+        rows.append([name, str(len(mine)), _ms(statistics.median(r["median_s"] for r in mine)), _ms(worst["first_s"]),
+                     worst["sizes"], "ok" if not errors else "; ".join(errors)])
+    add(_table(["template", "bindings", "median ms", "max first ms", "slowest binding", "status"], rows))
+    slow = [r for r in templates if r["first_s"] >= 0.5]
+    worst = max(templates, key=lambda r: r["first_s"])
+    add("")
+    add(f"Slowest: {worst['template']} with {worst['sizes']} at {worst['first_s'] * 1e3:.0f} ms; "
+        + (f"{len(slow)} compile(s) at or over 0.5 s." if slow else f"all {len(templates)} compiles under 0.5 s."))
+    return out
+
+
 def write_markdown(results: dict, path: Path, plots: list[Path]) -> None:
     env = results["environment"]
     ops = by_op(results)
@@ -296,20 +342,7 @@ def write_markdown(results: dict, path: Path, plots: list[Path]) -> None:
             add("")
             add("einconv notes: " + "; ".join(notes))
         add("")
-    add("## Compile time per example file")
-    add("")
-    add("`tnc compile FILE --target torch -o OUT` run in process (`tnc.cli.main.main`), parse to written module; the imports are "
-        "done once before. Three runs per file; target < 0.5 s each.")
-    add("")
-    rows = [[r["file"], _ms(r["first_s"]), _ms(r["median_s"]), "ok" if not r["status"] else f"exit {r['status']}: {r['error']}"]
-            for r in results["compile"]]
-    add(_table(["file", "first ms", "median ms", "status"], rows))
-    slow = [r for r in results["compile"] if r["median_s"] >= 0.5]
-    worst = max(results["compile"], key=lambda r: r["median_s"]) if results["compile"] else None
-    add("")
-    if worst:
-        add(f"Slowest: {worst['file']} at {worst['median_s'] * 1e3:.0f} ms; " + (f"{len(slow)} file(s) at or over 0.5 s: "
-            + ", ".join(r["file"] for r in slow) if slow else "every file under 0.5 s."))
+    out.extend(compile_tables(results))
     compiles = [r["compile_s"] for r in results["records"]]
     if compiles:
         add(f"The benchmark's own programs (parse, derive, simplify, generate, exec via the Python API): median "

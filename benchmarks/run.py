@@ -54,6 +54,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", default=str(HERE), help="folder for results.json, results.md and the plots (default benchmarks/)")
     parser.add_argument("--dump", metavar="DIR", help="also write every .tn program and generated module to DIR")
     parser.add_argument("--no-wait", action="store_true", help="do not re-measure when other processes load the machine")
+    parser.add_argument("--compile-only", action="store_true",
+                        help="only the compile times (examples and templates), printed; no results are written")
     args = parser.parse_args(argv)
     if args.quick:
         args.scale, args.batch, args.repeats, args.min_repeats, args.warmup, args.no_einconv = 0.5, 2, 3, 3, 1, True
@@ -229,6 +231,32 @@ def bench_compile() -> list[dict]:
     return rows
 
 
+def bench_templates(runs: int = 3) -> list[dict]:
+    """Each template of benchmarks/templates.py bound to each layer configuration, in process
+    through the API (check, simplify, generate the torch module): ``runs`` compiles each."""
+    from benchmarks.templates import BINDINGS, TEMPLATES
+    from tnc.codegen.torch_module import to_torch_source
+    from tnc.frontend import compile_source
+    from tnc.passes.simplify import simplify
+
+    rows = []
+    for name, text in TEMPLATES.items():
+        for sizes in BINDINGS:
+            times, error = [], None
+            for _ in range(runs):
+                start = time.perf_counter()
+                try:
+                    program = compile_source(text, f"{name}.tn", sizes)
+                    simplify(program)
+                    to_torch_source(program, name)
+                except Exception as exc:  # noqa: BLE001 - reported in the table, never hidden
+                    error = f"{type(exc).__name__}: {exc}"[:200]
+                times.append(time.perf_counter() - start)
+            rows.append({"template": name, "sizes": " ".join(f"{k}={v}" for k, v in sizes.items()), "first_s": times[0],
+                         "median_s": statistics.median(times), "error": error})
+    return rows
+
+
 def tnc_version() -> str:
     """The commit of the checkout, and whether tnc/ differs from it (other work in progress)."""
     import hashlib
@@ -272,6 +300,12 @@ def environment(args, einconv_version) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.compile_only:
+        from benchmarks.report import compile_tables
+
+        results = {"compile": bench_compile(), "templates": bench_templates()}
+        print("\n".join(compile_tables(results)))
+        return 1 if any(r["status"] for r in results["compile"]) or any(r["error"] for r in results["templates"]) else 0
     started = time.perf_counter()
     load = OtherLoad()
     torch.manual_seed(0)
@@ -296,10 +330,12 @@ def main(argv: list[str] | None = None) -> int:
         del tensors
     print("compile time per example file ...", flush=True)
     compile_rows = bench_compile()
+    print("compile time per template and layer configuration ...", flush=True)
+    template_rows = bench_templates()
     env["duration_s"] = time.perf_counter() - started
     env["other_load"] = load.cores()
     env["waited_s"], env["retries"] = waiting.waited, waiting.retries
-    results = {"environment": env, "records": records, "compile": compile_rows}
+    results = {"environment": env, "records": records, "compile": compile_rows, "templates": template_rows}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
@@ -321,9 +357,9 @@ def main(argv: list[str] | None = None) -> int:
     failures = [r for r in records if not r["ok"]]
     for r in failures:
         print(f"MISMATCH layer {r['layer']} {r['op']}: {r['mismatch']}", file=sys.stderr)
-    bad_compiles = [r for r in compile_rows if r["status"]]
+    bad_compiles = [r for r in compile_rows if r["status"]] + [r for r in template_rows if r["error"]]
     for r in bad_compiles:
-        print(f"COMPILE FAILED {r['file']}: {r['error']}", file=sys.stderr)
+        print(f"COMPILE FAILED {r.get('file') or r['template'] + ' ' + r['sizes']}: {r['error']}", file=sys.stderr)
     return 1 if failures or bad_compiles else 0
 
 

@@ -277,7 +277,18 @@ CASES = [
     # ----------------------------------------------------------------- sizes
     case("size-division-by-zero", "size N = 3 / 0\n", "division by zero", 1, 10),
     case("size-decimal", "index i: 1.5\n", "a size must be an integer, not 1.5", 1, 10),
-    case("size-zero", "size N = 0\n", "size 'N' must be at least 1, not 0", 1, 10),
+    case("size-negative", "size N = 1 - 2\n", "size 'N' must not be negative, not -1", 1, 10),
+    case("index-of-zero-size", "size K = 0\nindex k: K\n", "index 'k' must have a size of at least 1, not K (= 0)", 2, 10),
+    case(
+        "leg-of-bound-zero-size",
+        "size N, K\nindex n: N, k: K\ninput X[n, k]\nY[n] = X[n, k]\n",
+        "index 'k' must have a size of at least 1, not K (= 0)",
+        2,
+        16,
+        args=("check", "--size", "K=0"),
+    ),
+    case("division-by-zero-size", "size P = 0, N = 4 / P\n", "division by zero (P = 0)", 1, 17),
+    case("coefficient-division-by-zero-size", "size P = 0\nindex i: 2\ninput X[i]\nY[i] = X[i] / P\n", "division by zero (P = 0)", 4, 15),
     case("index-size-zero", "index i: 2 - 2\n", "index 'i' must have a size of at least 1, not 0", 1, 10),
     # ------------------------------------------------- bounds (tnc/limits.py)
     case("size-product-evaluated-once", "index i: 7 * 100000000 * 100000000 * 1000\n", "this value is too large", 1, 10),
@@ -572,11 +583,11 @@ def test_size_option_for_undeclared_size_is_a_usage_error(tmp_path, capsys):
     assert "Traceback" not in err
 
 
-@pytest.mark.parametrize("binding", ["N", "N=", "N=0", "N=-3", "N=x", "=4"])
+@pytest.mark.parametrize("binding", ["N", "N=", "N=-3", "N=x", "=4", "N=1.5", "N=\u0663"])
 def test_malformed_size_option_is_a_usage_error(tmp_path, capsys, binding):
     status, _, err, _ = run_cli(tmp_path, capsys, "size N\nindex i: N\ninput X[i]\nY[i] = X[i]\n", "check", "--size", binding)
     assert status == 2
-    assert "NAME=POSITIVE_INTEGER" in err
+    assert "NAME=INTEGER (0 or more)" in err
 
 
 def test_missing_target_is_a_usage_error(tmp_path, capsys):

@@ -7,9 +7,11 @@ code under test.
 
 from __future__ import annotations
 
+import re
 import types
 from pathlib import Path
 
+import pytest
 import torch
 import torch.nn.functional as F
 from torch.func import jacrev
@@ -169,3 +171,45 @@ def test_zero_output_with_a_free_size_compiles_to_valid_python():
     module = types.ModuleType("zero_tensor")
     exec(compile(to_torch_source(compile_source("size N\nindex n: N\noutput Y[n] = 0\n", "zero.tn"), "zero"), "<zero.py>", "exec"), module.__dict__)
     torch.testing.assert_close(module.Y(N=4), torch.zeros(4))
+
+
+# ---------------------------------------------------------------- 8. dense: a pattern summed over i alone
+
+
+def _dense_pattern(I: int, O: int, K: int, stride: int) -> torch.Tensor:
+    """P[i, o, k] = [i = stride*o + k], built entry by entry."""
+    P = torch.zeros(I, O, K, dtype=torch.float64)
+    for o in range(O):
+        for k in range(K):
+            if stride * o + k < I:
+                P[stride * o + k, o, k] = 1
+    return P
+
+
+@pytest.mark.parametrize("kernel, outputs, channels", [(2, 5, 2), (3, 2, 1), (4, 3, 2)])
+@pytest.mark.parametrize("target", ["torch", "einsum"])
+def test_kfac_reduce_of_a_transpose_convolution_with_kernel_equal_to_stride(tmp_path: Path, capsys, kernel, outputs, channels, target):
+    """Issue #9: the KFAC-reduce factor of a transpose convolution whose kernel equals its stride
+    (every k2/s2 upsampling layer). Z lives on o, and i is carried by the pattern alone; the dense
+    rule regrouped i as (o k) in no factor, which dropped the only carrier of the result leg k:
+    `tnc compile` ended in "InvalidIR: A, term 1: result legs ['k2'] carried by no factor"."""
+    source = tmp_path / "upsample_kfac.tn"
+    source.write_text(
+        f"size N\nsize C = {channels}, O2 = {outputs}\nsize I2 = (O2 - 1)*{kernel} + {kernel}\n"
+        f"index n: N, c: C, o2: O2, k2: {kernel}, i2: I2\ninput Z[n, c, o2]\n"
+        f"pattern P2[i2, o2, k2] = conv(stride={kernel})\n"
+        "output A[(c k2), (c' k2')] = Z[n, c, o2] * P2[i2, o2, k2] * Z[n, c', o2'] * P2[i2', o2', k2']\n"
+    )
+    Z = torch.randn(3, channels, outputs, dtype=torch.float64)
+    P = _dense_pattern(outputs * kernel, outputs, kernel, kernel)
+    expected = torch.einsum("nco,iok,ndp,jpl->ckdl", Z, P, Z, P).reshape(channels * kernel, channels * kernel)
+    assert main(["compile", str(source), "--target", target]) == 0
+    generated = capsys.readouterr().out
+    if target == "torch":
+        module = types.ModuleType("upsample_kfac")
+        exec(generated, module.__dict__)
+        torch.testing.assert_close(module.A(Z=Z), expected, **TOLERANCE)
+    else:  # one einsum over the operands as written: Z, the pattern, Z, the pattern
+        equation = re.search(r'einsum\("([^"]+)"', generated).group(1)
+        result = torch.einsum(equation, Z, P, Z, P).reshape(channels * kernel, channels * kernel)
+        torch.testing.assert_close(result, expected, **TOLERANCE)

@@ -17,9 +17,10 @@ from tnc.limits import MAX_VALUE
 
 
 def _size_binding(text: str) -> tuple[str, int]:
+    """``N=32``; zero is a valid value (a padding), whether it is valid for the size the file says."""
     name, _, value = text.partition("=")
-    if not name or not re.fullmatch("[0-9]{1,19}", value) or not 1 <= int(value) <= MAX_VALUE:
-        raise argparse.ArgumentTypeError(f"expected NAME=POSITIVE_INTEGER (at most 2**62), got {text!r}")
+    if not name or not re.fullmatch("[0-9]{1,19}", value) or not 0 <= int(value) <= MAX_VALUE:
+        raise argparse.ArgumentTypeError(f"expected NAME=INTEGER (0 to 2**62), got {text!r}")
     return name, int(value)
 
 

@@ -60,11 +60,8 @@ def _grouped(axes: Axes) -> bool:
 
 def einsum_outputs(program: Program) -> list[EinsumOutput]:
     """Every output, preceded by the defined tensors it needs, as einsum terms."""
-    order: list[str] = []
-    for name in program.outputs:
-        order.extend(n for n in program.defined_order(name) if n not in order)
     result = []
-    for name in order:
+    for name in program.uses().defined_order_of(program.outputs):
         network = program.definitions[name]
         legs = list(network.legs) + [leg for term in network.terms for f in term.product for leg in f.legs]
         if len(set(legs)) > 52:

@@ -21,6 +21,7 @@ from tnc.cost.model import contraction, show, summary
 from tnc.errors import Diagnostic, Span, TncError
 from tnc.ir.network import Axes, Factor, Kind, Window, axes_text
 from tnc.ir.program import Program, Tensor
+from tnc.ir.sizes import quotient
 from tnc.lowering.term import STRATEGIES, describe, lower, price
 from tnc.lowering.views import operand_view
 
@@ -85,6 +86,8 @@ class TorchGenerator:
         self.stem = stem
         self.strategies = strategies
         self.eval_operands: dict[str, list[str]] = {}  # what each _eval_T reads, in file order
+        self.sizes_of: dict[str, list[sympy.Symbol]] = {}  # memo of eval_sizes
+        self.uses = program.uses()  # the program does not change while it is generated
         self.namer = Namer({"Module"})
         self.free = program.free_symbols()
         self.lines: list[str] = []
@@ -134,7 +137,7 @@ class TorchGenerator:
                     if len(unknown) != 1:
                         continue
                     (symbol,) = unknown
-                    rest = sympy.simplify(size / symbol)
+                    rest = quotient(size, symbol)
                     if symbol in rest.free_symbols or not (rest.is_Mul or rest.is_Symbol or rest.is_Integer):
                         continue
                     read = f"{prefix.get(arg, self.py(arg))}.shape[{position}]"
@@ -161,10 +164,15 @@ class TorchGenerator:
         return all(not self.program.size(leg).free_symbols for leg in tensor.legs)
 
     def direct_operands(self, name: str) -> list[str]:
-        used = self.program.definitions[name].tensors()
-        return [t for t in self.program.tensors if t in used]
+        return self.uses.in_file_order(self.program.definitions[name].tensors())
 
     def eval_sizes(self, name: str) -> list[sympy.Symbol]:
+        """The free sizes ``_eval_T`` needs (memoised: every caller of T asks)."""
+        if name not in self.sizes_of:
+            self.sizes_of[name] = self._eval_sizes(name)
+        return list(self.sizes_of[name])
+
+    def _eval_sizes(self, name: str) -> list[sympy.Symbol]:
         network = self.program.definitions[name]
         legs = set(network.legs) | {leg for term in network.terms for f in term.product for leg in f.legs}
         found = set().union(*(self.program.size(leg).free_symbols for leg in legs))
@@ -205,7 +213,8 @@ class TorchGenerator:
             self.lines.append(f"    return {total}")
         body, self.lines = self.lines, header
         text = "\n".join(body)
-        self.eval_operands[name] = [o for o in operands if re.search(rf"\b{re.escape(self.py(o))}\b", text)]
+        words = set(re.findall(r"\w+", text))
+        self.eval_operands[name] = [o for o in operands if self.py(o) in words]
         params = ", ".join([self.py(o) for o in self.eval_operands[name]] + (["*"] if sizes else []) + [f"{self.size_name(s)}: int" for s in sizes])
         self.lines += ["", "", f"def _eval_{self.py(name)}({params}) -> torch.Tensor:", f'    """{equation_text(self.program, name)}"""', *body]
 
@@ -294,13 +303,13 @@ class TorchGenerator:
         return full
 
     def emit_public(self, name: str) -> None:
-        args = self.program.dependencies(name)
-        read = {o for d in self.program.defined_order(name) if not self.is_constant(d) for o in self.eval_operands[d]}
+        args = self.uses.dependencies(name)
+        read = {o for d in self.uses.defined_order(name) if not self.is_constant(d) for o in self.eval_operands[d]}
         patterns = [a for a in args if self.program.tensors[a].kind is Kind.PATTERN and a in read]
-        inputs = self.program.interface(name)
+        inputs = self.uses.interface(name)
         out = self.lines.append
-        needed = self.symbols_in(args + self.program.defined_order(name))
-        for order in self.program.defined_order(name):
+        needed = self.symbols_in(args + self.uses.defined_order(name))
+        for order in self.uses.defined_order(name):
             needed |= set(self.eval_sizes(order))
         reads, missing = self.resolve_sizes(inputs, needed)
         signature = ", ".join(f"{self.py(a)}: torch.Tensor" for a in inputs)
@@ -322,14 +331,14 @@ class TorchGenerator:
         device, dtype = (f"{self.py(inputs[0])}.device", f"{self.py(inputs[0])}.dtype") if inputs else ("None", "torch.get_default_dtype()")
         for p in patterns:
             out(f"    {self.py(p)} = {self.pattern_call(self.program.tensors[p], device, dtype)}")
-        self.emit_calls(self.program.defined_order(name), indent="    ", anchor=self.py(inputs[0]) if inputs else None)
+        self.emit_calls(self.uses.defined_order(name), indent="    ", anchor=self.py(inputs[0]) if inputs else None)
         out(f"    return {self.py(name)}")
 
     def is_constant(self, name: str) -> bool:
         """A defined tensor of patterns alone, with known sizes: computed once, then cached."""
         network = self.program.definitions[name]
         return bool(network.terms) and not self.eval_sizes(name) and all(
-            self.program.tensors[t].kind is Kind.PATTERN for t in self.program.dependencies(name)
+            self.program.tensors[t].kind is Kind.PATTERN for t in self.uses.dependencies(name)
         )
 
     def emit_constant(self, name: str) -> None:
@@ -369,11 +378,9 @@ class TorchGenerator:
         params = [t for t in program.tensors.values() if t.kind is Kind.PARAM]
         inputs = [t for t in program.tensors.values() if t.kind is Kind.INPUT]
         patterns = [t for t in program.tensors.values() if t.kind is Kind.PATTERN]
-        order: list[str] = []
-        for output in program.outputs:
-            order.extend(n for n in program.defined_order(output) if n not in order)
-        used = {d for name in order for d in program.dependencies(name)}
-        used |= {d for name in program.outputs for d in program.interface(name)}
+        order = self.uses.defined_order_of(program.outputs)
+        used = {d for name in order for d in self.uses.dependencies(name)}
+        used |= {d for name in program.outputs for d in self.uses.interface(name)}
         params = [p for p in params if p.name in used]
         inputs = [t for t in inputs if t.name in used]
         patterns = [t for t in patterns if t.name in used]  # buffers, per the contract, even where a kernel replaced them
@@ -432,9 +439,7 @@ class TorchGenerator:
         program = self.program
         for name in program.tensors:  # claim user-visible names first, in file order
             self.py(name)
-        order: list[str] = []
-        for output in program.outputs:
-            order.extend(n for n in program.defined_order(output) if n not in order)
+        order = self.uses.defined_order_of(program.outputs)
         header = [
             f'"""Generated by tnc from {literal_text(self.stem)}.tn; regenerate it rather than editing it.',
             "",

@@ -17,6 +17,7 @@ from tnc.frontend import ast
 from tnc.ir.network import Factor, Kind, Network, Product, Term, Window, axes_text
 from tnc.ir.pattern import ConvPattern
 from tnc.ir.program import Program, Tensor
+from tnc.ir.sizes import quotient, same
 from tnc.limits import MAX_CHAIN, MAX_EXPONENT, MAX_VALUE
 from tnc.passes.deltas import DELTA
 from tnc.passes.derive import DerivativeError, jacobian, jvp, vjp
@@ -67,7 +68,7 @@ class _Unifier:
         return origin.size if origin else None
 
     def equal(self, a: sympy.Expr, b: sympy.Expr) -> bool:
-        return sympy.simplify(self.program.concrete(a) - self.program.concrete(b)) == 0
+        return same(self.program.concrete(a), self.program.concrete(b))
 
     def failed_class(self, name: str) -> bool:
         """Whether an index joined with ``name`` already had its size reported as invalid."""
@@ -179,7 +180,7 @@ class Checker:
         if node.op == "**":
             return self.power(left, right, node)
         if node.op == "/" and self.program.concrete(right) == 0:
-            self.error(node.span, "division by zero")
+            self.error(node.span, "division by zero" if right == 0 else f"division by zero ({right} = 0)")
             return None
         result = {"+": sympy.Add, "-": lambda a, b: a - b, "*": sympy.Mul, "/": lambda a, b: a / b}[node.op](left, right)
         if integer and node.op == "/":  # sizes divide with floor, like Python's //
@@ -262,17 +263,20 @@ class Checker:
             self.error(decl.name.span, f"size '{name}' is declared twice", Note(self.program.symbol_spans[name], "first declared here"))
             return
         value = self.scalar(decl.value, integer=True) if decl.value is not None else None
+        span = decl.value.span if decl.value is not None else decl.name.span
         if name in self.overrides:
             if value is not None:
                 self.error(decl.name.span, f"size '{name}' is bound in the file; --size can only bind a free size")
-            value = sympy.Integer(self.overrides[name])
-        symbol = sympy.Symbol(name, integer=True, positive=True)
+            value, span = sympy.Integer(self.overrides[name]), decl.name.span
+        concrete = None if value is None else self.program.concrete(value)
+        if concrete is not None and concrete.is_number and concrete < 0:
+            self.error(span, f"size '{name}' must not be negative, not {concrete}")
+        # A size may be 0 (a padding); a leg of size 0 is reported where an index gets that size.
+        zero = concrete is not None and concrete == 0
+        symbol = sympy.Symbol(name, integer=True, nonnegative=True) if zero else sympy.Symbol(name, integer=True, positive=True)
         self.program.symbols[name] = symbol
         self.program.symbol_spans[name] = decl.name.span
         if value is not None:
-            concrete = self.program.concrete(value)
-            if concrete.is_number and concrete < 1:
-                self.error(decl.value.span, f"size '{name}' must be at least 1, not {concrete}")
             self.program.bindings[symbol] = value
 
     def index_decl(self, decl: ast.IndexDecl) -> None:
@@ -288,7 +292,7 @@ class Checker:
         else:
             concrete = self.program.concrete(size)
             if concrete.is_number and concrete < 1:
-                self.error(decl.size.span, f"index '{name}' must have a size of at least 1, not {concrete}")
+                self.error(decl.size.span, f"index '{name}' must have a size of at least 1, not {self.unifier.show(size)}")
                 self.unifier.failed.add(name)
                 return
             self.unifier.assign(name, _Origin(size, decl.name.span, f"declared as 'index {name}: {size}'"))
@@ -469,6 +473,9 @@ class Checker:
                 if value is not None:
                     value = self.bounded(coefficient / value if op == "/" else coefficient * value, item.span)
                 if value is None:
+                    ok = False
+                elif op == "/" and self.program.concrete(value) == 0:
+                    self.error(item.span, f"division by zero ({value} = 0)" if value != 0 else "division by zero")
                     ok = False
                 else:
                     coefficient = value
@@ -743,7 +750,7 @@ class Checker:
         if len(unknown) > 1:
             return False
         known = sympy.Mul(*(s for s in sizes if s is not None))
-        value = sympy.simplify(total / known)
+        value = quotient(total, known)
         concrete = self.program.concrete(value)
         if concrete.is_number and not concrete.is_integer:
             if final:
@@ -757,6 +764,9 @@ class Checker:
             return False  # [i, k]: both sizes come from elsewhere
         (i,), (o,), (k,) = (axis.names for axis in decl.axes)
         I, O, K = (self.unifier.size(n.text) for n in (i, o, k))
+        if final and any(self.unifier.failed_class(n.text) for n in (i, o, k)):
+            self.unifier.failed.update(n.text for n in (i, o, k))  # reported once, at the bad size
+            return False
         if K is None:
             return False
         if I is not None and O is None:
@@ -824,4 +834,7 @@ def check(module: ast.Module, source: Source, sizes: dict[str, int] | None = Non
     unknown = sorted(set(sizes or {}) - declared)
     if unknown:
         raise UsageError(f"--size: the file declares no size {', '.join(repr(u) for u in unknown)}")
+    for name, value in (sizes or {}).items():
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise UsageError(f"--size {name}={value!r}: a size is an integer (0 or more)")
     return Checker(source, sizes).run(module)

@@ -114,10 +114,13 @@ class Product:
     def __init__(self, factors: Iterable[Factor] = ()) -> None:
         self.graph = nx.MultiGraph()
         self._next = 0
+        self._nodes: list[tuple[str, int]] | None = None  # memo of nodes(), reset by add/remove
+        self.memo: dict = {}  # what rules compute from the product alone, reset by add/remove
         for factor in factors:
             self.add(factor)
 
     def add(self, factor: Factor) -> tuple[str, int]:
+        self._nodes, self.memo = None, {}
         node = ("f", self._next)
         self._next += 1
         self.graph.add_node(node, factor=factor)
@@ -127,6 +130,7 @@ class Product:
         return node
 
     def remove(self, node: tuple[str, int]) -> Factor:
+        self._nodes, self.memo = None, {}
         factor = self.graph.nodes[node]["factor"]
         self.graph.remove_node(node)
         for name in set(factor.legs):
@@ -136,7 +140,9 @@ class Product:
 
     def nodes(self) -> list[tuple[str, int]]:
         """Factor nodes in the order they were added."""
-        return sorted(n for n in self.graph.nodes if n[0] == "f")
+        if self._nodes is None:
+            self._nodes = sorted(n for n in self.graph.nodes if n[0] == "f")
+        return list(self._nodes)
 
     @property
     def factors(self) -> list[Factor]:

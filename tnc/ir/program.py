@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Iterable
 
 import sympy
 
 from tnc.errors import Source, Span
 from tnc.ir.network import Axes, Kind, Network, flatten
 from tnc.ir.pattern import ConvPattern
+from tnc.ir.sizes import substitute
 
 
 @dataclass
@@ -45,13 +47,12 @@ class Program:
     interfaces: dict[str, list[str]] = field(default_factory=dict)
 
     def concrete(self, expr: sympy.Expr) -> sympy.Expr:
-        """Substitute bound sizes until only free symbols remain."""
-        expr = sympy.sympify(expr)
-        for _ in range(len(self.bindings) + 1):
-            if not expr.free_symbols & self.bindings.keys():
-                break
-            expr = expr.subs(self.bindings)
-        return sympy.simplify(expr) if expr.free_symbols else expr
+        """Substitute bound sizes until only free symbols remain (memoised, see ``tnc.ir.sizes``)."""
+        if isinstance(expr, int):
+            return sympy.Integer(expr)
+        if expr.is_Integer:
+            return expr
+        return substitute(expr, tuple(self.bindings.items()))
 
     def size(self, index: str) -> sympy.Expr:
         return self.concrete(self.index_sizes[index])
@@ -72,34 +73,99 @@ class Program:
     def free_symbols(self) -> list[sympy.Symbol]:
         return [s for s in self.symbols.values() if s not in self.bindings]
 
+    def uses(self) -> Uses:
+        """A snapshot of what every definition uses; a pass that asks for dependencies or orders
+        of many tensors takes one (asking the program each time would be quadratic)."""
+        return Uses(self)
+
+    def in_file_order(self, names: Iterable[str]) -> list[str]:
+        """Those of ``names`` that are tensors of the program, in declaration order."""
+        return self.uses().in_file_order(names)
+
     def dependencies(self, name: str) -> list[str]:
         """The declared tensors (inputs, params, patterns) that ``name`` depends on, in file order."""
-        seen: set[str] = set()
-        stack = [name]
-        while stack:
-            current = stack.pop()
-            if current in seen:
-                continue
-            seen.add(current)
-            if current in self.definitions:
-                stack.extend(self.definitions[current].tensors())
-        return [t for t, info in self.tensors.items() if t in seen and info.kind is not Kind.DEFINED]
+        return self.uses().dependencies(name)
 
     def interface(self, name: str) -> list[str]:
         """The inputs and params of ``name``'s generated function, in declaration order."""
-        wanted = set(self.interfaces.get(name, ())) | set(self.dependencies(name))
-        return [t for t, info in self.tensors.items() if info.kind in (Kind.INPUT, Kind.PARAM) and t in wanted]
+        return self.uses().interface(name)
 
     def defined_order(self, name: str) -> list[str]:
         """The defined tensors ``name`` needs (itself last), in an order that respects their uses."""
-        order: list[str] = []
+        return self.uses().defined_order(name)
 
-        def visit(current: str) -> None:
-            if current in order or current not in self.definitions:
-                return
-            for used in sorted(self.definitions[current].tensors(), key=list(self.tensors).index):
-                visit(used)
-            order.append(current)
 
-        visit(name)
-        return order
+class Uses:
+    """What a program's definitions use, at the moment it is made (memoised queries, each linear
+    in what it reaches; the walks are iterative, so a chain of any length is fine)."""
+
+    def __init__(self, program: Program) -> None:
+        self.program = program
+        self.position = {name: n for n, name in enumerate(program.tensors)}
+        self.leaves = {name for name, tensor in program.tensors.items() if tensor.kind is not Kind.DEFINED}
+        last = len(self.position)
+        self.reads = {
+            name: sorted(network.tensors(), key=lambda t: self.position.get(t, last))
+            for name, network in program.definitions.items()
+        }
+        self._declared: dict[str, frozenset[str]] = {}
+        self._orders: dict[str, tuple[str, ...]] = {}
+
+    def in_file_order(self, names: Iterable[str]) -> list[str]:
+        return sorted({n for n in names if n in self.position}, key=self.position.__getitem__)
+
+    def dependencies(self, name: str) -> list[str]:
+        return sorted(self._reached(name), key=self.position.__getitem__)
+
+    def interface(self, name: str) -> list[str]:
+        wanted = set(self.program.interfaces.get(name, ())) | self._reached(name)
+        kinds = (Kind.INPUT, Kind.PARAM)
+        return [t for t in self.in_file_order(wanted) if self.program.tensors[t].kind in kinds]
+
+    def defined_order(self, name: str) -> list[str]:
+        """Depth-first post-order from ``name`` over the definitions, uses in file order."""
+        if name not in self._orders:
+            order: list[str] = []
+            if name in self.reads:
+                entered = {name}
+                stack = [(name, iter(self.reads[name]))]
+                while stack:
+                    current, used = stack[-1]
+                    for child in used:
+                        if child in self.reads and child not in entered:
+                            entered.add(child)
+                            stack.append((child, iter(self.reads[child])))
+                            break
+                    else:
+                        stack.pop()
+                        order.append(current)
+            self._orders[name] = tuple(order)
+        return list(self._orders[name])
+
+    def defined_order_of(self, names: Iterable[str]) -> list[str]:
+        """The defined tensors that ``names`` need, each once, in an order that respects their uses."""
+        order: dict[str, None] = {}
+        for name in names:
+            order.update(dict.fromkeys(self.defined_order(name)))
+        return list(order)
+
+    def _reached(self, name: str) -> frozenset[str]:
+        """The inputs, params and patterns that ``name`` reaches (itself, if it is one)."""
+        if name not in self.reads:
+            return frozenset({name} & self.leaves)
+        stack = [name]
+        while stack:
+            current = stack[-1]
+            if current in self._declared:
+                stack.pop()
+                continue
+            pending = [u for u in self.reads[current] if u in self.reads and u not in self._declared]
+            if pending:
+                stack.extend(pending)
+                continue
+            stack.pop()
+            found = {u for u in self.reads[current] if u in self.leaves}
+            for used in self.reads[current]:
+                found |= self._declared.get(used, frozenset())
+            self._declared[current] = frozenset(found)
+        return self._declared[name]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Container, Iterable
+
 import sympy
 
 from tnc.ir.network import Kind, Window
 from tnc.ir.program import Program
+from tnc.ir.sizes import same
 
 
 class InvalidIR(AssertionError):
@@ -13,15 +16,20 @@ class InvalidIR(AssertionError):
 
 
 def _same(program: Program, a: sympy.Expr, b: sympy.Expr) -> bool:
-    return sympy.simplify(program.concrete(a) - program.concrete(b)) == 0
+    return same(program.concrete(a), program.concrete(b))
 
 
-def validate(program: Program) -> Program:
-    """Raise :class:`InvalidIR` naming the first broken invariant; return the program otherwise."""
+def validate(program: Program, names: Iterable[str] | None = None, checked: Container[int] = ()) -> Program:
+    """Raise :class:`InvalidIR` naming the first broken invariant; return the program otherwise.
+
+    ``names`` limits the check to those tensors and their networks, and ``checked`` skips terms
+    (by ``id``) already checked against the same result legs: what a rewrite changed, so a pass
+    that checks after every step stays linear in the size of the program.
+    """
     problems: list[str] = []
-    seen: set[str] = set()
-    for name, tensor in program.tensors.items():
-        seen.add(name)
+    position = {name: n for n, name in enumerate(program.tensors)}
+    for name in program.tensors if names is None else [n for n in names if n in position]:
+        tensor = program.tensors[name]
         if tensor.kind is Kind.PATTERN and (
             tensor.pattern is None or [len(a) for a in tensor.axes] != [1] * (2 if tensor.pattern.summed else 3)
         ):
@@ -38,6 +46,8 @@ def validate(program: Program) -> Program:
         if len(set(network.legs)) != len(network.legs):
             problems.append(f"{name}: a result leg is repeated")
         for number, term in enumerate(network.terms, start=1):
+            if id(term) in checked:
+                continue
             carried = term.product.indices()
             missing = set(network.legs) - carried
             if missing:
@@ -56,7 +66,7 @@ def validate(program: Program) -> Program:
                         problems.append(f"{name}, term {number}: a delta needs two or more legs of one size")
                     continue
                 used = program.tensors.get(factor.tensor)
-                if used is None or factor.tensor not in seen or factor.tensor == name:
+                if used is None or position[factor.tensor] >= position[name]:
                     problems.append(f"{name}, term {number}: {factor.tensor} is not defined before it is used")
                     continue
                 if used.kind is not factor.kind or len(used.axes) != len(factor.axes):
@@ -68,7 +78,7 @@ def validate(program: Program) -> Program:
                             continue  # a window reads any axis, with zeros outside it
                         if not _same(program, program.axis_size(mine), program.axis_size(theirs)):
                             problems.append(f"{name}, term {number}: an axis of {factor.tensor} has the wrong size")
-    for output in program.outputs:
+    for output in program.outputs if names is None else ():
         if output not in program.definitions:
             problems.append(f"output {output} has no definition")
     if problems:

@@ -8,12 +8,12 @@ import opt_einsum
 
 from tnc.codegen.names import einsum_letters
 from tnc.cost.model import PLANNING_SIZE, contraction
+from tnc.ir.sizes import at
 
 
 def planning_size(program, leg: str) -> int:
     """The size of ``leg`` as a number, free sizes counted as :data:`PLANNING_SIZE`."""
-    size = program.size(leg)
-    return int(size.subs({s: PLANNING_SIZE for s in size.free_symbols}))
+    return at(program.size(leg), PLANNING_SIZE)
 
 
 @dataclass(frozen=True)

@@ -13,26 +13,28 @@ import sympy
 
 from tnc.ir.network import Factor, Window
 from tnc.ir.program import Program
+from tnc.ir.sizes import canonical, is_zero
 
 Show = Callable[[sympy.Expr], str]
 
 
-def _right_padding(window: Window, outer: sympy.Expr, inner: sympy.Expr, extent: sympy.Expr, show: Show) -> tuple[str | None, sympy.Expr]:
-    """The right padding a window needs (code, or None for none), and the axis length after padding."""
+def _right_padding(window: Window, outer: sympy.Expr, inner: sympy.Expr, extent: sympy.Expr, show: Show) -> tuple[str | None, sympy.Expr | None]:
+    """The right padding a window needs (code, or None for none), and the axis length after
+    padding (None where it depends on free sizes)."""
     span = window.dilation * (inner - 1) + 1
-    missing = sympy.simplify((outer - 1) * window.stride + span - window.padding - extent)
+    missing = canonical((outer - 1) * window.stride + span - window.padding - extent)
     if missing.is_number:
         right = max(missing, 0)
-        return (show(right) if right or window.padding else None), extent + window.padding + right
-    return f"max(0, {show(missing)})", extent + window.padding + sympy.Max(0, missing)
+        return (show(right) if right or window.padding else None), canonical(extent + window.padding + right)
+    return f"max(0, {show(missing)})", None
 
 
-def _window(expr: str, dim: int, window: Window, outer: sympy.Expr, inner: sympy.Expr, total: sympy.Expr, show: Show) -> str:
-    """``expr``'s (padded) axis ``dim`` read at ``stride*o + dilation*k``: axes o, k at dim, dim+1."""
+def _window(expr: str, dim: int, window: Window, outer: sympy.Expr, inner: sympy.Expr, total: sympy.Expr | None, show: Show) -> str:
+    """``expr``'s (padded) axis ``dim`` read at ``stride*o + dilation*k``: axes o, k at dim, dim+1.
+    A ``total`` of None (a length that depends on free sizes) is narrowed to what the window reads."""
     span = window.dilation * (inner - 1) + 1
     length = (outer - 1) * window.stride + span
-    windows = sympy.floor((total - span) / window.stride) + 1
-    if sympy.simplify(windows - outer) != 0:  # unfold alone would give more windows than needed
+    if total is None or not is_zero(sympy.floor((total - span) / window.stride) + 1 - outer):  # unfold alone would give more windows than needed
         expr += f".narrow({dim}, 0, {show(length)})"
     expr += f".unfold({dim}, {show(span)}, {window.stride})"
     if window.dilation > 1:

@@ -5,8 +5,9 @@ engine tries the rules in the documented order (:data:`RULES`) and applies the f
 matches and does not make the generated code costlier, then starts again from the first rule; it
 stops at a fixed point. "Costlier" is the cost model's price of the code the PyTorch target emits
 for the network (:func:`tnc.lowering.term.network_cost`): a rewrite that raises it, or the largest
-tensor the code creates, is not applied. The IR validator runs after every rewrite, and the log
-says which rule fired, where, why its condition held, and what it saved.
+tensor the code creates, is not applied. The IR validator checks what every rewrite changed (and
+the whole program at the end), and the log says which rule fired, where, why its condition held,
+and what it saved.
 """
 
 from __future__ import annotations
@@ -43,30 +44,38 @@ def _flops(cost: model.Cost) -> str:
 def simplify(program: Program, rules: tuple[Rule, ...] = RULES, limit: int = 10_000) -> list[Applied]:
     """Rewrite ``program`` in place to a fixed point; returns the log of rules applied."""
     log: list[Applied] = []
+    uses = program.uses()
     for output in program.outputs:
-        program.interfaces.setdefault(output, program.interface(output))
+        program.interfaces.setdefault(output, uses.interface(output))
+    known = set(program.tensors)
     numeric = numeric_size(program)
     for name in list(program.definitions):
         before = network_cost(program, name, size=numeric)
         while len(log) < limit:
             for rule in rules:
-                tensors, definitions = dict(program.tensors), dict(program.definitions)
-                rewrite = rule.find(program, program.definitions[name])
+                count, previous = len(program.tensors), program.definitions[name]
+                rewrite = rule.find(program, previous)
                 if rewrite is None:
                     continue
                 program.definitions[name] = rewrite.network
+                added = [] if len(program.tensors) == count else [t for t in program.tensors if t not in known]
                 after = network_cost(program, name, size=numeric)
-                if not _cheaper(after, before, rule.gain):  # undo, constants a rule declared included
-                    program.tensors.clear(), program.tensors.update(tensors)
-                    program.definitions.clear(), program.definitions.update(definitions)
+                if not _cheaper(after, before, rule.gain):  # undone
+                    program.definitions[name] = previous
+                    for tensor in added:
+                        del program.tensors[tensor], program.definitions[tensor]
                     continue
-                validate(program)
+                known.update(added)
+                # the terms a rewrite kept were checked before, against the same result legs
+                kept = {id(t) for t in previous.terms} if rewrite.network.legs == previous.legs else set()
+                validate(program, [name, *added], kept)
                 log.append(Applied(rule.name, name, rewrite.where, rewrite.why, before, after))
                 before = after
                 break
             else:
                 break
     _drop_unused_patterns(program)
+    validate(program)
     return log
 
 

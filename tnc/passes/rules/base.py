@@ -7,6 +7,7 @@ from typing import Callable
 
 import sympy
 
+from tnc.ir import sizes
 from tnc.ir.network import Factor, Network, Product, Term
 from tnc.ir.program import Program
 
@@ -30,12 +31,13 @@ class Rule:
 
 
 def equal(program: Program, a: sympy.Expr, b: sympy.Expr) -> bool:
-    return sympy.simplify(program.concrete(a) - program.concrete(b)) == 0
+    """Whether two sizes are provably equal once the bound sizes are substituted."""
+    return sizes.same(program.concrete(a), program.concrete(b))
 
 
 def divides(program: Program, divisor: sympy.Expr, value: sympy.Expr) -> bool:
     """Whether ``divisor`` divides ``value`` whatever the free sizes are (False if undecidable)."""
-    return sympy.simplify(sympy.Mod(program.concrete(value), program.concrete(divisor))) == 0
+    return sizes.divides(program.concrete(divisor), program.concrete(value))
 
 
 def replace_term(network: Network, position: int, term: Term, axes=None) -> Network:

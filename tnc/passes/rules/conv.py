@@ -12,6 +12,7 @@ from typing import Iterator
 import sympy
 
 from tnc.cost import model
+from tnc.ir import sizes
 from tnc.ir.network import Factor, Kind, Network, Product, Term, Window, axes_text
 from tnc.ir.pattern import ConvPattern
 from tnc.ir.program import Program, Tensor
@@ -70,7 +71,10 @@ def find_dense(program: Program, network: Network) -> Rewrite | None:
             continue
         if _in_window(term, i) or (i in network.legs and (len(network.terms) != 1 or o in network.legs or k in network.legs)):
             continue
-        rest = Product(f.regrouped(i, (o, k)) for f in without(term.product, node))
+        others = without(term.product, node)
+        if i not in network.legs and not any(i in f.legs for f in others):
+            continue  # summed over i alone, the pattern is all ones on (o, k): no reshape carries k
+        rest = Product(f.regrouped(i, (o, k)) for f in others)
         axes = tuple(a if isinstance(a, Window) else tuple(n for leg in a for n in ((o, k) if leg == i else (leg,))) for a in network.axes)
         why = (
             f"kernel {K} = stride {spec.stride}, padding 0, dilation 1, and {K} divides the input size {program.size(i)}: "
@@ -85,8 +89,8 @@ def find_downsample(program: Program, network: Network) -> Rewrite | None:
         I, O, K = _sizes(program, (i, o, k))
         if i in network.legs or not _plain(program, spec, K):
             continue
-        stride_gt_kernel = sympy.simplify(sympy.Integer(spec.stride) - program.concrete(K)).is_positive
-        trims = equal(program, K, spec.stride) and sympy.simplify(sympy.Mod(program.concrete(I), spec.stride)).is_positive
+        stride_gt_kernel = sizes.is_positive(sympy.Integer(spec.stride) - program.concrete(K))
+        trims = equal(program, K, spec.stride) and sizes.is_positive(sympy.Mod(program.concrete(I), spec.stride))
         if not (stride_gt_kernel or trims):
             continue
         others = without(term.product, node)
@@ -148,8 +152,9 @@ IDENTITY = Rule(
 )
 DENSE = Rule(
     "dense",
-    "K = stride, padding 0, dilation 1, K divides I (provably, for symbolic sizes), i not read through a window; "
-    "if i is a result leg, the network has one term and o, k are not result legs",
+    "K = stride, padding 0, dilation 1, K divides I (provably, for symbolic sizes), i not read through a window "
+    "and carried by another factor or a result leg; if i is a result leg, the network has one term and o, k are "
+    "not result legs",
     "Π[i, o, k] = [i = K*o + k] with I = O*K: i is the row-major group (o k), a reshape",
     find_dense,
 )

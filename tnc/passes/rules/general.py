@@ -7,6 +7,7 @@ import sympy
 
 from tnc.ir.network import Factor, Kind, Network, Product, Term, Window, axes_text
 from tnc.ir.program import Program
+from tnc.ir.sizes import is_zero
 from tnc.passes.deltas import eliminate_one
 from tnc.passes.fresh import primed
 from tnc.passes.rules.base import Rewrite, Rule, equal, replace_term
@@ -14,15 +15,24 @@ from tnc.passes.rules.base import Rewrite, Rule, equal, replace_term
 
 def find_zero_terms(program: Program, network: Network) -> Rewrite | None:
     for position, term in enumerate(network.terms):
-        if sympy.simplify(program.concrete(term.coefficient)) == 0:
+        if is_zero(program.concrete(term.coefficient)):
             terms = network.terms[:position] + network.terms[position + 1 :]
             return Rewrite(Network(network.axes, terms), f"term {position + 1}", "its coefficient is 0")
     return None
 
 
+def _has_delta(product: Product) -> bool:
+    if "delta" not in product.memo:
+        product.memo["delta"] = any(f.kind is Kind.DELTA for f in product.factors)
+    return product.memo["delta"]
+
+
 def find_deltas(program: Program, network: Network) -> Rewrite | None:
+    legs = set(network.legs)
     for position, term in enumerate(network.terms):
-        simpler = eliminate_one(program, term, set(network.legs))
+        if not _has_delta(term.product):
+            continue
+        simpler = eliminate_one(program, term, legs)
         if simpler is not None:
             gone = [f for f in term.product if f.kind is Kind.DELTA]
             return Rewrite(
@@ -48,10 +58,17 @@ def _labelled(program: Program, product: Product, result_legs: tuple[str, ...]) 
     return graph
 
 
+def _shapes(product: Product) -> tuple:
+    """The factors' shapes, sorted: equal for products that :func:`same_product` may match."""
+    if "shapes" not in product.memo:
+        product.memo["shapes"] = tuple(sorted(map(_shape, product.factors)))
+    return product.memo["shapes"]
+
+
 def same_product(program: Program, a: Product, b: Product, result_legs: tuple[str, ...]) -> bool:
     """Equal up to renaming summed legs of equal sizes: an isomorphism of the labelled graphs
     (factors by tensor and grouping, legs by position)."""
-    if sorted(map(_shape, a.factors)) != sorted(map(_shape, b.factors)):
+    if _shapes(a) != _shapes(b):
         return False
     return nx.is_isomorphic(
         _labelled(program, a, result_legs),
@@ -62,17 +79,25 @@ def same_product(program: Program, a: Product, b: Product, result_legs: tuple[st
 
 
 def find_merge_terms(program: Program, network: Network) -> Rewrite | None:
+    alike: dict[tuple, list[int]] = {}  # terms by the shapes of their factors, which a match needs
+    for position, term in enumerate(network.terms):
+        alike.setdefault(_shapes(term.product), []).append(position)
     for first, a in enumerate(network.terms):
-        for second in range(first + 1, len(network.terms)):
-            b = network.terms[second]
-            if same_product(program, a.product, b.product, network.legs):
-                merged = Term(sympy.simplify(a.coefficient + b.coefficient), a.product)
-                terms = [merged if n == first else t for n, t in enumerate(network.terms) if n != second]
-                return Rewrite(
-                    Network(network.axes, terms),
-                    f"terms {first + 1} and {second + 1}",
-                    "the two products are equal up to the names of summed legs (isomorphic graphs)",
-                )
+        # every later term equal to this one joins it at once (isomorphism is an equivalence)
+        equal = [
+            n for n in alike[_shapes(a.product)]
+            if n > first and same_product(program, a.product, network.terms[n].product, network.legs)
+        ]
+        if equal:
+            merged = Term(sympy.Add(a.coefficient, *(network.terms[n].coefficient for n in equal)), a.product)
+            gone = set(equal)
+            terms = [merged if n == first else t for n, t in enumerate(network.terms) if n not in gone]
+            numbers = [str(n + 1) for n in (first, *equal)]
+            return Rewrite(
+                Network(network.axes, terms),
+                f"terms {', '.join(numbers[:-1])} and {numbers[-1]}",
+                f"the {'two' if len(numbers) == 2 else len(numbers)} products are equal up to the names of summed legs (isomorphic graphs)",
+            )
     return None
 
 
@@ -152,8 +177,8 @@ DELTAS = Rule(
 )
 MERGE_TERMS = Rule(
     "merge-terms",
-    "two terms whose products are isomorphic (same factors and groupings, summed legs of equal sizes, result legs fixed)",
-    "c1 * T + c2 * T = (c1 + c2) * T; the product rule often produces equal terms",
+    "two or more terms whose products are isomorphic (same factors and groupings, summed legs of equal sizes, result legs fixed)",
+    "c1 * T + c2 * T + ... = (c1 + c2 + ...) * T; the product rule often produces equal terms",
     find_merge_terms,
 )
 SQUEEZE = Rule(

@@ -587,7 +587,7 @@ def test_size_option_for_undeclared_size_is_a_usage_error(tmp_path, capsys):
 def test_malformed_size_option_is_a_usage_error(tmp_path, capsys, binding):
     status, _, err, _ = run_cli(tmp_path, capsys, "size N\nindex i: N\ninput X[i]\nY[i] = X[i]\n", "check", "--size", binding)
     assert status == 2
-    assert "NAME=INTEGER (0 or more)" in err
+    assert "NAME=INTEGER (0 to 2**62)" in err
 
 
 def test_missing_target_is_a_usage_error(tmp_path, capsys):

@@ -468,14 +468,11 @@ class Checker:
             else:
                 value = self.scalar(item)
                 if value is not None and op == "/" and self.program.concrete(value) == 0:
-                    self.error(item.span, "division by zero")
+                    self.error(item.span, f"division by zero ({value} = 0)" if value != 0 else "division by zero")
                     value = None
                 if value is not None:
                     value = self.bounded(coefficient / value if op == "/" else coefficient * value, item.span)
                 if value is None:
-                    ok = False
-                elif op == "/" and self.program.concrete(value) == 0:
-                    self.error(item.span, f"division by zero ({value} = 0)" if value != 0 else "division by zero")
                     ok = False
                 else:
                     coefficient = value

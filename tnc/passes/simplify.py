@@ -62,8 +62,9 @@ def simplify(program: Program, rules: tuple[Rule, ...] = RULES, limit: int = 10_
                 after = network_cost(program, name, size=numeric)
                 if not _cheaper(after, before, rule.gain):  # undone
                     program.definitions[name] = previous
-                    for tensor in added:
-                        del program.tensors[tensor], program.definitions[tensor]
+                    for tensor in added:  # a constant (with its network) or a summed pattern
+                        del program.tensors[tensor]
+                        program.definitions.pop(tensor, None)
                     continue
                 known.update(added)
                 # the terms a rewrite kept were checked before, against the same result legs

@@ -30,16 +30,17 @@ FLOPS_PER_CALL = 0  # the fixed overhead of one torch call, in FLOPs (not counte
 
 
 def larger(a: Count, b: Count) -> Count:
+    """The larger count, compared at the planning size where sizes are free."""
     if isinstance(a, int) and isinstance(b, int):
         return max(a, b)
-    return sympy.Max(a, b)
+    return a if number(a) >= number(b) else b
 
 
 @dataclass(frozen=True)
 class Cost:
     flops: Count = 0
     moved: Count = 0  # elements read and written
-    largest: Count = 0  # elements of the largest tensor the code creates (a result, copy or view)
+    largest: Count = 0  # elements of the largest tensor the code creates (the largest at the planning size)
     calls: int = 0  # torch calls that compute (views are free)
 
     def __add__(self, other: "Cost") -> "Cost":
@@ -97,7 +98,7 @@ def number(count: Count) -> int:
     """A count as an integer, free sizes counted as :data:`PLANNING_SIZE`."""
     if isinstance(count, int):
         return count
-    return int(count.subs({s: PLANNING_SIZE for s in count.free_symbols}))
+    return int(sympy.sympify(count).xreplace({s: sympy.Integer(PLANNING_SIZE) for s in count.free_symbols}))
 
 
 def time(cost: Cost) -> int:
@@ -106,11 +107,11 @@ def time(cost: Cost) -> int:
 
 
 def show(count: Count) -> str:
-    """A count as people read it: ``1,024`` or a product of sizes, ``2*C*N*O1*O2``."""
+    """A count as people read it: ``1,024``, or a polynomial in the free sizes, ``6912*N + 288``."""
     if isinstance(count, int):
         return f"{count:,}"
     count = sympy.expand(count)
-    return f"{int(count):,}" if count.is_number else str(sympy.factor(count))
+    return f"{int(count):,}" if count.is_number else str(count)
 
 
 def summary(cost: Cost) -> str:

@@ -39,7 +39,11 @@ from tnc.passes.simplify import simplify
 TOLERANCE = dict(atol=1e-9, rtol=1e-9)
 FREE = {"N": 2, "C": 2}  # values of the free sizes at run time (spatial ones are drawn)
 # TNC_EXAMPLES=N runs N examples per property; TNC_RANDOMIZE=1 draws new ones (CI: fixed ones)
-SETTINGS = dict(deadline=None, derandomize=not os.environ.get("TNC_RANDOMIZE"), suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+SETTINGS = dict(
+    deadline=None,
+    derandomize=not os.environ.get("TNC_RANDOMIZE"),
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 
 # ============================================================================ the networks
 

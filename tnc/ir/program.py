@@ -78,10 +78,6 @@ class Program:
         of many tensors takes one (asking the program each time would be quadratic)."""
         return Uses(self)
 
-    def in_file_order(self, names: Iterable[str]) -> list[str]:
-        """Those of ``names`` that are tensors of the program, in declaration order."""
-        return self.uses().in_file_order(names)
-
     def dependencies(self, name: str) -> list[str]:
         """The declared tensors (inputs, params, patterns) that ``name`` depends on, in file order."""
         return self.uses().dependencies(name)

@@ -17,7 +17,8 @@ _CACHE = 1 << 16
 
 @lru_cache(maxsize=_CACHE)
 def substitute(expr: sympy.Expr, bindings: tuple[tuple[sympy.Symbol, sympy.Expr], ...]) -> sympy.Expr:
-    """``expr`` with the bound sizes substituted until only free symbols remain, in canonical form."""
+    """``expr`` with the bound sizes substituted until only free symbols remain (as sympy writes
+    it: the printed sizes of generated code do not change; equality goes through :func:`canonical`)."""
     expr = sympy.sympify(expr)
     mapping = dict(bindings)
     for _ in range(len(mapping) + 1):
@@ -29,7 +30,8 @@ def substitute(expr: sympy.Expr, bindings: tuple[tuple[sympy.Symbol, sympy.Expr]
 
 def _floor(arg: sympy.Expr) -> sympy.Expr:
     """``floor(arg)`` with the integer part of the constant taken out: ``floor((p + r)/d) + q``
-    with ``0 <= r < d``, so equal floors of integer-valued affine forms compare equal."""
+    with ``0 <= r < d`` (``floor(x + q) = floor(x) + q`` for an integer ``q``), so equal floors
+    of affine forms compare equal."""
     numerator, denominator = sympy.fraction(sympy.together(arg))
     if not denominator.is_Integer or denominator < 1:
         return sympy.floor(arg)

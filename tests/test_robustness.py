@@ -272,13 +272,12 @@ def test_sigterm_during_output_leaves_no_temporary(tmp_path, monkeypatch):
 
 
 def test_ctrl_c_exits_quietly_with_130(tmp_path):
-    slow = tmp_path / "slow.tn"
-    slow.write_text("index i: 2\ninput A0[i]\n" + "".join(f"A{k + 1}[i] = A{k}[i]\n" for k in range(3000)))
+    """Interrupted while it waits for standard input (or while it starts): status 130, silence."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "tnc", "compile", str(slow), "--target", "torch", "-o", str(tmp_path / "out.py")],
-        env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "tnc", "compile", "-", "--target", "torch", "-o", str(tmp_path / "out.py")],
+        env=dict(os.environ, PYTHONPATH=str(ROOT)), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    time.sleep(3)
+    time.sleep(2)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130 and err == ""
@@ -295,14 +294,12 @@ def test_ctrl_c_exits_quietly_with_130(tmp_path):
     ids=["full", "closed", "closed-by-reader"],
 )
 def test_standard_output_that_cannot_be_written(shell, status, message):
-    command = f"{shlex.quote(sys.executable)} -m tnc compile examples/conv2d.tn --target torch {shell}; echo \"status $?\" >&2"
-    if shell.startswith("|"):
-        command = f"set -o pipefail; {shlex.quote(sys.executable)} -m tnc compile examples/conv2d.tn --target torch {shell}; echo \"status $?\" >&2"
+    command = f"set -o pipefail; {shlex.quote(sys.executable)} -m tnc compile examples/conv2d.tn --target torch {shell}; echo \"status $?\" >&2"
     result = subprocess.run(["bash", "-c", command], cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=120)
     lines = result.stderr.strip().split("\n")
     assert lines[-1] == f"status {status}", result.stderr
     assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr
-    assert (lines[0] if message else "") == message or lines[:-1] == [message]
+    assert lines[:-1] == ([message] if message else [])
 
 
 def test_an_endless_input_is_refused_before_it_is_read(tmp_path):

@@ -323,8 +323,8 @@ def test_an_endless_input_is_refused_before_it_is_read(tmp_path):
         (("draw", "{conv}", "--term", "0", "-o", "{tmp}/x.svg"), "--term 0: there is no term to draw"),
         (("draw", "{conv}", "--term", "-1", "-o", "{tmp}/x.dot"), "--term -1: there is no term to draw"),
         (("draw", "{conv}", "--term", "99", "-o", "{tmp}/x.dot"), "the terms are numbered from 1 to 1"),
-        (("check", "{conv}", "--size", "N=" + "9" * 30), "at most 2**62"),
-        (("check", "{conv}", "--size", "N=\u00b2"), "NAME=POSITIVE_INTEGER"),
+        (("check", "{conv}", "--size", "N=" + "9" * 30), "0 to 2**62"),
+        (("check", "{conv}", "--size", "N=\u00b2"), "NAME=INTEGER"),
     ],
 )
 def test_usage_errors(tmp_path, args, message):

@@ -359,7 +359,8 @@ def test_kfc_takes_the_window_strategy(conv: Conv, seed: int) -> None:
 
 
 # --------------------------------------------------------------------------- boundaries
-def test_channel_last_layout_is_not_native() -> None:
+def test_channel_last_layout_is_native() -> None:
+    """Leg orders are canonicalised: X[n, i1, i2, c] is permuted into the kernel's layout."""
     text = """
 size N = 2, C = 3, D = 2
 index n: N, c: C, d: D, i1: 7, i2: 6, k1: 3, k2: 2
@@ -371,11 +372,11 @@ output Y[n, d, o1, o2] = X[n, i1, i2, c] * P1[i1, o1, k1] * P2[i2, o2, k2] * W[d
 """
     X, W = rand(2, 7, 6, 3, seed=1), rand(2, 3, 3, 2, seed=2)
     reference = F.conv2d(F.pad(X.permute(0, 3, 1, 2), (0, 1, 1, 1)), W, stride=(2, 1))
-    check(text, dict(X=X, W=W), reference, "window")
+    check(text, dict(X=X, W=W), reference, "native conv2d")
 
 
-def test_channel_last_transpose_neither_native_nor_window() -> None:
-    """The patterns' input legs are result legs: no window; the layout is not native either."""
+def test_channel_last_transpose_is_native() -> None:
+    """The patterns' input legs are result legs: no window; the permuted layout is native."""
     text = """
 size N = 2, C = 3, D = 2
 index n: N, c: C, d: D, o: 4, k: 3
@@ -386,7 +387,7 @@ output Z[n, i, c] = V[n, o, d] * P[i, o, k] * W[d, c, k]
 """
     V, W = rand(2, 4, 2, seed=3), rand(2, 3, 3, seed=4)
     reference = F.conv_transpose1d(V.permute(0, 2, 1), W, stride=2, padding=1).permute(0, 2, 1)  # I = 7
-    check(text, dict(V=V, W=W), reference, "einsum")
+    check(text, dict(V=V, W=W), reference, "native conv_transpose1d")
 
 
 def test_fold_pattern_input_legs_are_result_legs() -> None:
@@ -415,7 +416,8 @@ output X[n, c, i1, i2] = U[n, (c k1 k2), (o1 o2)] * P1[i1, o1, k1] * P2[i2, o2, 
     check(text, dict(U=U), full[:, :, left : left + 7, 1:7], "native fold")
 
 
-def test_pattern_input_leg_read_inside_a_group_is_not_windowed() -> None:
+def test_pattern_input_leg_read_inside_a_group_is_native() -> None:
+    """Not windowed (i is inside a group), but X[n, (c i)] is X[n, c, i] regrouped: native."""
     text = """
 size N = 2, C = 3, D = 2
 index n: N, c: C, d: D, i: 8, k: 3
@@ -426,7 +428,7 @@ output Y[n, d, o] = X[n, (c i)] * P[i, o, k] * W[d, c, k]
 """
     X, W = rand(2, 24, seed=6), rand(2, 3, 3, seed=7)
     reference = F.conv1d(F.pad(X.reshape(2, 3, 8), (2, 1)), W, stride=2, dilation=2)
-    check(text, dict(X=X, W=W), reference, "einsum")
+    check(text, dict(X=X, W=W), reference, "native conv1d")
 
 
 def test_pattern_input_leg_on_a_pattern_and_data_is_not_windowed() -> None:

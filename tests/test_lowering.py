@@ -34,11 +34,14 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 # --------------------------------------------------------------------------- helpers
-def build(text: str, strategies=STRATEGIES, sizes=None, derive=None):
-    """Compile ``text`` (optionally derive), generate the module and exec it: (source, module, output name)."""
+def build(text: str, strategies=STRATEGIES, sizes=None, derive=None, simplified=False):
+    """Compile ``text`` (optionally derive, simplify), generate the module and exec it: (source,
+    module, output name)."""
     program = compile_source(text, "case.tn", sizes or {})
     if derive is not None:
         derive_program(program, **derive)
+    if simplified:
+        simplify(program)
     (output,) = program.outputs
     source = to_torch_source(program, "case", strategies=strategies)
     module = types.ModuleType("tnc_generated_lowering_case")
@@ -77,13 +80,17 @@ def strategies_of(source: str, tensor: str) -> dict[int, str]:
     return found
 
 
-def check(text: str, args: dict, reference: torch.Tensor, expected: str | list[str], sizes=None, derive=None, call_sizes=None):
-    """Strategies and dense reference both equal ``reference``; the terms took ``expected``."""
-    source, module, output = build(text, STRATEGIES, sizes, derive)
+def check(text: str, args: dict, reference: torch.Tensor, expected: str | re.Pattern | list, sizes=None, derive=None, call_sizes=None, simplified=False):
+    """Strategies and dense reference both equal ``reference``; the terms took ``expected`` (a
+    strategy, or a pattern it matches, per term; ``simplified``: the strategies after ``simplify``, as ``tnc compile`` runs by default)."""
+    source, module, output = build(text, STRATEGIES, sizes, derive, simplified)
     _, dense, _ = build(text, (), sizes, derive)
-    expected = [expected] if isinstance(expected, str) else expected
+    expected = [expected] if isinstance(expected, (str, re.Pattern)) else expected
     taken = strategies_of(source, output)
-    assert [taken[n] for n in sorted(taken)] == expected, f"strategies {taken}, expected {expected}\n{source}"
+    strategies = [taken[n] for n in sorted(taken)]
+    assert len(strategies) == len(expected) and all(
+        e.fullmatch(t) if isinstance(e, re.Pattern) else e == t for e, t in zip(expected, strategies)
+    ), f"strategies {taken}, expected {expected}\n{source}"
     got = call(module, output, args, **(call_sizes or {}))
     ref_dense = call(dense, output, args, **(call_sizes or {}))
     assert got.shape == reference.shape, (got.shape, reference.shape)
@@ -138,6 +145,9 @@ class Ax:
         return f"I{self.I}K{self.K}s{self.S}d{self.Dl}p{pad}"
 
 
+SPELLINGS = ("standard", "separate", "depthwise", "channel-last")
+
+
 @dataclass(frozen=True)
 class Conv:
     axes: tuple[Ax, ...]
@@ -147,6 +157,11 @@ class Conv:
     N: int
     grouped: bool  # write the channels as (g c) even when G = 1
     free_n: bool  # leave the batch size free (read from the shapes)
+    # how the program spells the layout: "standard" X[n, (g c), i..], W[(g d), c, k..],
+    # Y[n, (g d), o..]; "separate" a group leg of its own, X[n, g, c, i..], W[g, d, c, k..],
+    # Y[n, g, d, o..]; "depthwise" (C = 1) PyTorch's layout with a size-1 leg, X[n, g, i..],
+    # W[(g d), one, k..]; "channel-last" X[n, i.., (g c)], Y[n, o.., (g d)]
+    spelling: str = "standard"
 
     @property
     def dims(self) -> int:
@@ -154,7 +169,8 @@ class Conv:
 
     def tag(self) -> str:
         layout = "gc" if self.grouped else "c"
-        return f"{self.dims}d-G{self.G}{layout}-C{self.C}D{self.D}N{self.N}{'free' if self.free_n else ''}-" + "-".join(a.tag() for a in self.axes)
+        spelling = "" if self.spelling == "standard" else f"{self.spelling}-"
+        return f"{spelling}{self.dims}d-G{self.G}{layout}-C{self.C}D{self.D}N{self.N}{'free' if self.free_n else ''}-" + "-".join(a.tag() for a in self.axes)
 
     def flat_pads(self) -> tuple[int, ...]:
         return tuple(p for a in reversed(self.axes) for p in a.pads)
@@ -162,7 +178,7 @@ class Conv:
     def header(self) -> str:
         r = range(1, self.dims + 1)
         lines = [f"size N{'' if self.free_n else f' = {self.N}'}", f"size G = {self.G}, C = {self.C}, D = {self.D}"]
-        lines.append("index n: N, g: G, c: C, d: D")
+        lines.append("index n: N, g: G, c: C, d: D, one: 1")
         lines.append("index " + ", ".join(f"i{j}: {a.I}, k{j}: {a.K}" for j, a in zip(r, self.axes)))
         return "\n".join(lines) + "\n"
 
@@ -177,23 +193,45 @@ class Conv:
 
     def conv_text(self) -> str:
         cx, cw, cy = ("(g c)", "(g d)", "(g d)") if self.grouped else ("c", "d", "d")
-        return (
-            self.header()
-            + f"input X[n, {cx}, {self.legs('i')}]\n"
-            + f"param W[{cw}, c, {self.legs('k')}]\n"
-            + self.patterns()
-            + f"output Y[n, {cy}, {self.legs('o')}] = X[n, {cx}, {self.legs('i')}] * {self.pattern_factors()} * W[{cw}, c, {self.legs('k')}]\n"
-        )
+        i, k, o = self.legs("i"), self.legs("k"), self.legs("o")
+        x, w, y = f"X[n, {cx}, {i}]", f"W[{cw}, c, {k}]", f"Y[n, {cy}, {o}]"
+        if self.spelling == "separate":
+            x, w, y = f"X[n, g, c, {i}]", f"W[g, d, c, {k}]", f"Y[n, g, d, {o}]"
+        elif self.spelling == "depthwise":
+            assert self.C == 1
+            x, w = f"X[n, g, {i}]", f"W[(g d), one, {k}]"
+        elif self.spelling == "channel-last":
+            x, y = f"X[n, {i}, {cx}]", f"Y[n, {o}, {cy}]"
+        return self.header() + f"input {x}\nparam {w}\n" + self.patterns() + f"output {y} = {x} * {self.pattern_factors()} * {w}\n"
+
+    def stored(self, name: str, t: torch.Tensor) -> torch.Tensor:
+        """A tensor of the standard layout in the spelling's storage layout."""
+        if self.spelling == "separate":
+            return t.unflatten(0 if name == "W" else 1, (self.G, -1))
+        if self.spelling == "channel-last" and name != "W":
+            return t.movedim(1, -1).contiguous()
+        return t
+
+    def standard(self, name: str, t: torch.Tensor) -> torch.Tensor:
+        """The inverse of :meth:`stored`."""
+        if self.spelling == "separate":
+            return t.flatten(0, 1) if name == "W" else t.flatten(1, 2)
+        if self.spelling == "channel-last" and name != "W":
+            return t.movedim(-1, 1)
+        return t
 
     def tensors(self, seed: int) -> dict[str, torch.Tensor]:
         X = rand(self.N, self.G * self.C, *(a.I for a in self.axes), seed=seed)
         W = rand(self.G * self.D, self.C, *(a.K for a in self.axes), seed=seed + 1)
         V = rand(self.N, self.G * self.D, *(a.O for a in self.axes), seed=seed + 2)
-        return dict(X=X, W=W, V=V)
+        return {name: self.stored(name, t) for name, t in dict(X=X, W=W, V=V).items()}
 
     def torch_conv(self, X: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
+        """F.conv*d of the spelling's storage tensors, in the spelling's layout of Y."""
         conv = (F.conv1d, F.conv2d, F.conv3d)[self.dims - 1]
-        return conv(F.pad(X, self.flat_pads()), W, stride=tuple(a.S for a in self.axes), dilation=tuple(a.Dl for a in self.axes), groups=self.G)
+        X, W = self.standard("X", X), self.standard("W", W)
+        Y = conv(F.pad(X, self.flat_pads()), W, stride=tuple(a.S for a in self.axes), dilation=tuple(a.Dl for a in self.axes), groups=self.G)
+        return self.stored("V", Y)
 
 
 def random_axis(rng: random.Random, max_input: int) -> Ax:
@@ -208,18 +246,22 @@ def random_axis(rng: random.Random, max_input: int) -> Ax:
     return Ax(rng.randint(least, max(least, max_input)), K, S, Dl, pad)
 
 
-def random_conv(seed: int, dims: int, G: int) -> Conv:
+def random_conv(seed: int, dims: int, G: int, spelling: str = "standard") -> Conv:
     rng = random.Random(seed)
     axes = tuple(random_axis(rng, (11, 8, 6)[dims - 1]) for _ in range(dims))
-    return Conv(axes, G, rng.randint(1, 3), rng.randint(1, 3), rng.randint(1, 3), grouped=G > 1 or rng.random() < 0.5, free_n=rng.random() < 0.3)
+    C = 1 if spelling == "depthwise" else rng.randint(1, 3)
+    return Conv(axes, G, C, rng.randint(1, 3), rng.randint(1, 3), grouped=G > 1 or rng.random() < 0.5, free_n=rng.random() < 0.3, spelling=spelling)
 
 
-def conv_cases(kind: str, count: int, base: int) -> list:
+def conv_cases(kind: str, count: int, base: int, spellings=("standard",)) -> list:
+    """``count`` random convolutions per spelling (1d to 3d, 1 to 3 groups; depthwise: 2 to 4)."""
     cases = []
-    for n in range(count):
-        dims, G = 1 + n % 3, 1 + (n // 3) % 3
-        conv = random_conv(base + n, dims, G)
-        cases.append(pytest.param(conv, base + n, id=f"{kind}{n}-{conv.tag()}"))
+    for spelling in spellings:
+        for n in range(count):
+            dims, G = 1 + n % 3, 1 + (n // 3) % 3 + (spelling == "depthwise")
+            seed = base + n + 1000 * SPELLINGS.index(spelling)
+            conv = random_conv(seed, dims, G, spelling)
+            cases.append(pytest.param(conv, seed, id=f"{kind}{n}-{conv.tag()}"))
     return cases
 
 
@@ -235,26 +277,42 @@ FIXED = [
 FIXED_CASES = [pytest.param(c, 900 + n, id=f"fixed{n}-{c.tag()}") for n, c in enumerate(FIXED)]
 
 
-@pytest.mark.parametrize(("conv", "seed"), conv_cases("fwd", 12, 100) + FIXED_CASES)
-def test_forward_convolution_is_native(conv: Conv, seed: int) -> None:
+def expected(conv: Conv, operation: str, simplified: bool) -> str | re.Pattern:
+    """The strategy a convolution's operation takes: its native kernel in as many dimensions as
+    the convolution has. After simplify a rewrite may leave fewer (an axis whose output has
+    size 1 is dropped with it), and where every axis is 1x1 (the identity rule renames them all)
+    the convolution and the transpose convolution are one operation, either call will do."""
+    name = {"forward": "conv{}d", "input_vjp": "conv_transpose{}d", "weight_vjp": "conv{}d weight gradient"}[operation]
+    if not simplified:
+        return "native " + name.format(conv.dims)
+    if operation != "weight_vjp" and all(a.K == 1 and a.S == 1 and a.Dl == 1 and a.pads == (0, 0) for a in conv.axes):
+        return re.compile(r"native conv(_transpose)?[123]d")
+    return re.compile("native " + re.escape(name).replace(r"\{\}", "[123]"))
+
+
+@pytest.mark.parametrize(("conv", "seed"), conv_cases("fwd", 12, 100) + conv_cases("fwd", 6, 100, SPELLINGS[1:]) + FIXED_CASES)
+@pytest.mark.parametrize("simplified", [False, True], ids=["as-written", "simplified"])
+def test_forward_convolution_is_native(conv: Conv, seed: int, simplified: bool) -> None:
     t = conv.tensors(seed)
-    check(conv.conv_text(), t, conv.torch_conv(t["X"], t["W"]), f"native conv{conv.dims}d")
+    check(conv.conv_text(), t, conv.torch_conv(t["X"], t["W"]), expected(conv, "forward", simplified), simplified=simplified)
 
 
-@pytest.mark.parametrize(("conv", "seed"), conv_cases("ivjp", 12, 200) + FIXED_CASES)
-def test_input_vjp_is_a_native_transpose_convolution(conv: Conv, seed: int) -> None:
+@pytest.mark.parametrize(("conv", "seed"), conv_cases("ivjp", 12, 200) + conv_cases("ivjp", 6, 200, SPELLINGS[1:]) + FIXED_CASES)
+@pytest.mark.parametrize("simplified", [False, True], ids=["as-written", "simplified"])
+def test_input_vjp_is_a_native_transpose_convolution(conv: Conv, seed: int, simplified: bool) -> None:
     t = conv.tensors(seed)
     _, pullback = torch.func.vjp(lambda x: conv.torch_conv(x, t["W"]), t["X"])
     (reference,) = pullback(t["V"])
-    check(conv.conv_text(), t, reference, f"native conv_transpose{conv.dims}d", derive=dict(wrt="X", vjp_seed="V"))
+    check(conv.conv_text(), t, reference, expected(conv, "input_vjp", simplified), derive=dict(wrt="X", vjp_seed="V"), simplified=simplified)
 
 
-@pytest.mark.parametrize(("conv", "seed"), conv_cases("wvjp", 12, 300) + FIXED_CASES)
-def test_weight_vjp_is_native(conv: Conv, seed: int) -> None:
+@pytest.mark.parametrize(("conv", "seed"), conv_cases("wvjp", 12, 300) + conv_cases("wvjp", 6, 300, SPELLINGS[1:]) + FIXED_CASES)
+@pytest.mark.parametrize("simplified", [False, True], ids=["as-written", "simplified"])
+def test_weight_vjp_is_native(conv: Conv, seed: int, simplified: bool) -> None:
     t = conv.tensors(seed)
     _, pullback = torch.func.vjp(lambda w: conv.torch_conv(t["X"], w), t["W"])
     (reference,) = pullback(t["V"])
-    check(conv.conv_text(), t, reference, f"native conv{conv.dims}d weight gradient", derive=dict(wrt="W", vjp_seed="V"))
+    check(conv.conv_text(), t, reference, expected(conv, "weight_vjp", simplified), derive=dict(wrt="W", vjp_seed="V"), simplified=simplified)
 
 
 # --------------------------------------------------------------------------- unfold, pooling, KFC

@@ -33,6 +33,7 @@ from tnc.ir.program import Program
 
 Show = Callable[[sympy.Expr], str]
 Name = Callable[[Factor], str]
+VALUE = "_native_value"  # the matchers' name for their result; native() gives it a temporary's name
 
 
 @dataclass(frozen=True)
@@ -263,15 +264,25 @@ def _pad(expr: str, spatial: list[Axis], extra: Callable[[Axis], tuple[int, int]
 
 
 def native(program: Program, factors: list[Factor], result: tuple[str, ...], name: Name, temp: Callable[[], str], show: Show) -> Native | None:
-    """A native PyTorch call for the whole product, or None."""
+    """A native PyTorch call for the whole product, or None. Where several readings apply (a 1x1
+    convolution is also a transpose convolution, and roles may be read more than one way), the
+    one that copies fewest operands, then the first in the order forward, input VJP, weight VJP,
+    unfold, fold, pooling."""
     canonical = _canonical(program, factors, result)
     if canonical is None:
         return None
+    found = []
     for matcher in (_forward, _input_vjp, _weight_vjp, _unfold, _fold, _pool):
-        call = matcher(program, canonical, name, temp, show)
+        call = matcher(program, canonical, name, show)
         if call is not None:
-            return call
-    return None
+            found.append(call)
+            if not call.copies:
+                break
+    if not found:
+        return None
+    best = min(found, key=lambda call: len(call.copies))
+    value = temp()
+    return Native([line.replace(VALUE, value) for line in best.lines], value, best.why, best.copies)
 
 
 # --------------------------------------------------------------------------- convolutions
@@ -343,6 +354,8 @@ def _conv(program: Program, canonical: Canonical, sides: tuple[str, str, str]) -
 def _conv_layout(program, canonical, data, other, sides, roles, legs) -> ConvMatch | None:
     """The layout of a product whose roles agree with a convolution (see :func:`_conv`)."""
     data_side, other_side, result_side = sides
+    operands = {data_side: data, other_side: other}
+    first_legs = canonical.full
     by_leg = {(a.i if data_side == "X" else a.o): a for a in canonical.axes.values()}
     batch: list[str] = []
     spatial: list[Spatial] = []
@@ -367,8 +380,9 @@ def _conv_layout(program, canonical, data, other, sides, roles, legs) -> ConvMat
             return None
     if data_side == "Y":  # a transpose convolution's output axis that a rewrite grouped as (o k)
         spatial = [_output_group(program, s, canonical.result, legs["W"], roles) or s for s in spatial]
-    if not 1 <= len(spatial) <= 3 or all(not s.w for s in spatial):
-        return None
+    kernel_legs = first_legs if (kernel := operands.get("W")) is None else kernel.factor.legs
+    if not 1 <= len(spatial) <= 3 or sum(not s.w for s in spatial) > len(set(kernel_legs) & set(canonical.dropped)):
+        return None  # a 1x1 axis needs the size-1 kernel leg it had (else a matmul is no convolution)
     if {s.axis.i for s in spatial if s.axis.from_pattern} != set(canonical.axes):
         return None
     taken = set(batch) | {leg for s in spatial for leg in s.x + s.y + s.w}
@@ -384,17 +398,17 @@ def _conv_layout(program, canonical, data, other, sides, roles, legs) -> ConvMat
         "Y": [batch, g + d] + [list(s.y) for s in spatial],
         "W": [g + d, c] + [list(s.w) for s in spatial],
     }
-    return ConvMatch({data_side: data, other_side: other}, groups, spatial, count)
+    return ConvMatch(operands, groups, spatial, count)
 
 
-def _output_group(program: Program, s: Spatial, result: tuple[str, ...], kernel: list[str], roles) -> Spatial | None:
+def _output_group(program: Program, s: Spatial, result: tuple[str, ...], kernel: list[str], roles: dict) -> Spatial | None:
     """A 1x1 axis ``o`` of a transpose convolution's input that the result follows by a kernel
-    leg ``k`` (the last of the kernel's non-batch legs): the output axis (o k), kernel = stride."""
+    leg ``k``: the output axis (o k), kernel = stride (what the dense rule leaves)."""
     if s.w or s.y[0] not in result:
         return None
     o = s.y[0]
     at = result.index(o)
-    if at + 1 == len(result) or roles.get(k := result[at + 1]) != "c" or k not in kernel or kernel.index(k) != len(kernel) - 1:
+    if at + 1 == len(result) or roles.get(k := result[at + 1]) != "c" or k not in kernel:
         return None
     O, K = (_concrete(program, program.size(leg)) for leg in (o, k))
     if None in (O, K):
@@ -437,7 +451,7 @@ def _padded_input(expr: str, ordered: list[Axis]) -> tuple[str, bool]:
     return _pad(expr, ordered, lambda a: a.pads), False
 
 
-def _forward(program: Program, canonical: Canonical, name: Name, temp, show: Show) -> Native | None:
+def _forward(program: Program, canonical: Canonical, name: Name, show: Show) -> Native | None:
     """Y[batch, (g d), o..] = X[batch, (g c), i..] * P.. * W[(g d), c, k..]: F.conv{D}d."""
     match = _conv(program, canonical, ("X", "W", "Y"))
     if match is None:
@@ -449,7 +463,7 @@ def _forward(program: Program, canonical: Canonical, name: Name, temp, show: Sho
     ordered = [s.axis for s in match.spatial]
     dims = len(ordered)
     x, symmetric = _padded_input(x, ordered)
-    value = temp()
+    value = VALUE
     call = f"torch.nn.functional.conv{dims}d({x}, {w}, {_conv_args(ordered, match.count, symmetric)})"
     tensors = [match.operands[side].factor.tensor for side in "XW"]
     why = f"native conv{dims}d: the product is exactly a convolution of {tensors[0]} with {tensors[1]}{_notes(canonical, copies)}"
@@ -457,7 +471,7 @@ def _forward(program: Program, canonical: Canonical, name: Name, temp, show: Sho
     return Native(lines, value, why, tuple(copies))
 
 
-def _input_vjp(program: Program, canonical: Canonical, name: Name, temp, show: Show) -> Native | None:
+def _input_vjp(program: Program, canonical: Canonical, name: Name, show: Show) -> Native | None:
     """X[batch, (g c), i..] = Y[batch, (g d), o..] * P.. * W[(g d), c, k..]: F.conv_transpose{D}d."""
     match = _conv(program, canonical, ("Y", "W", "X"))
     if match is None:
@@ -468,7 +482,7 @@ def _input_vjp(program: Program, canonical: Canonical, name: Name, temp, show: S
         return None
     ordered = [s.axis for s in match.spatial]
     dims = len(ordered)
-    value = temp()
+    value = VALUE
     # the transpose convolution, with the padding and output padding that make its output the
     # axis of size I; where no such arguments exist (asymmetric padding), the full transpose
     # convolution, then its part [left, left + I) (padded on the right where it is shorter)
@@ -491,7 +505,7 @@ def _input_vjp(program: Program, canonical: Canonical, name: Name, temp, show: S
     return Native(lines, value, why, tuple(copies))
 
 
-def _weight_vjp(program: Program, canonical: Canonical, name: Name, temp, show: Show) -> Native | None:
+def _weight_vjp(program: Program, canonical: Canonical, name: Name, show: Show) -> Native | None:
     """W[(g d), c, k..] = X[batch, (g c), i..] * P.. * Y[batch, (g d), o..]: the weight gradient."""
     match = _conv(program, canonical, ("X", "Y", "W"))
     if match is None:
@@ -505,7 +519,7 @@ def _weight_vjp(program: Program, canonical: Canonical, name: Name, temp, show: 
     x, symmetric = _padded_input(x, ordered)
     out, inner = (_size(program, group) for group in match.groups["W"][:2])
     shape = _tuple([show(out), show(inner)] + [a.sizes[2] for a in ordered])
-    value = temp()
+    value = VALUE
     call = f"torch.nn.grad.conv{dims}d_weight({x}, {shape}, {y}, {_conv_args(ordered, match.count, symmetric)})"
     lines = [f"{value} = {call}", *_to_result(program, value, match.groups["W"], canonical, show)]
     why = f"native conv{dims}d weight gradient: the product is exactly the weight VJP of a convolution{_notes(canonical, copies)}"
@@ -539,26 +553,26 @@ def _single(program: Program, canonical: Canonical, places: dict[str, tuple[str,
     return operand, batch, ordered
 
 
-def _unfold(program: Program, canonical: Canonical, name: Name, temp, show: Show) -> Native | None:
+def _unfold(program: Program, canonical: Canonical, name: Name, show: Show) -> Native | None:
     """U[batch, k1, k2, o1, o2] = X[batch, i1, i2] * P1 * P2 (in any result order): F.unfold
     (im2col) of X as [batch, 1, I1, I2]. Correct because unfold reads every channel alike."""
     found = _single(program, canonical, {"i": ("P", "X"), "o": ("P", "R"), "k": ("P", "R")}, "i")
     if found is None or len(found[2]) != 2:
         return None
     operand, batch, ordered = found
-    x = _arrange(program, operand, [batch, []] + [[a.i] for a in ordered], name(operand.factor), show)
+    x = _arrange(program, operand, batch[:1] + [batch[1:]] + [[a.i] for a in ordered], name(operand.factor), show)
     if x is None:
         return None
-    value = temp()
+    value = VALUE
     lines = [
         f"{value} = torch.nn.functional.unfold({_pad(x[0], ordered, lambda a: a.pads)}, {_tuple(a.sizes[2] for a in ordered)}, "
         f"dilation={_tuple(a.spec.dilation for a in ordered)}, stride={_tuple(a.spec.stride for a in ordered)})",
-        *_to_result(program, value, [batch, [a.k for a in ordered], [a.o for a in ordered]], canonical, show),
+        *_to_result(program, value, batch[:1] + [batch[1:] + [a.k for a in ordered], [a.o for a in ordered]], canonical, show),
     ]
     return Native(lines, value, f"native unfold: the product is exactly im2col{_notes(canonical, [])}")
 
 
-def _fold(program: Program, canonical: Canonical, name: Name, temp, show: Show) -> Native | None:
+def _fold(program: Program, canonical: Canonical, name: Name, show: Show) -> Native | None:
     """X[batch, i1, i2] = U[batch, k1, k2, o1, o2] * P1 * P2: F.fold (col2im) of U as
     [batch, K1*K2, O1*O2]."""
     found = _single(program, canonical, {"i": ("P", "R"), "o": ("P", "X"), "k": ("P", "X")}, "o")
@@ -568,23 +582,23 @@ def _fold(program: Program, canonical: Canonical, name: Name, temp, show: Show) 
     ordered = [a for leg in operand.legs for a in canonical.axes.values() if a.o == leg]
     if len(ordered) != 2:
         return None
-    u = _arrange(program, operand, [batch, [a.k for a in ordered], [a.o for a in ordered]], name(operand.factor), show)
+    u = _arrange(program, operand, batch[:1] + [batch[1:] + [a.k for a in ordered], [a.o for a in ordered]], name(operand.factor), show)
     if u is None:
         return None
     symmetric = all(a.pads[0] == a.pads[1] for a in ordered)
     size = _tuple(a.sizes[0] + (0 if symmetric else sum(a.pads)) for a in ordered)
     padding = _tuple(a.pads[0] if symmetric else 0 for a in ordered)
-    value = temp()
+    value = VALUE
     lines = [
         f"{value} = torch.nn.functional.fold({u[0]}, {size}, {_tuple(a.sizes[2] for a in ordered)}, "
         f"dilation={_tuple(a.spec.dilation for a in ordered)}, padding={padding}, stride={_tuple(a.spec.stride for a in ordered)})"
     ]
     lines += [f"{value} = {value}.narrow({2 + n}, {a.pads[0]}, {a.sizes[0]})" for n, a in enumerate(ordered) if not symmetric and sum(a.pads)]
-    lines += _to_result(program, value, [batch, []] + [[a.i] for a in ordered], canonical, show)
+    lines += _to_result(program, value, batch[:1] + [batch[1:]] + [[a.i] for a in ordered], canonical, show)
     return Native(lines, value, f"native fold: the product is exactly col2im{_notes(canonical, [])}")
 
 
-def _pool(program: Program, canonical: Canonical, name: Name, temp, show: Show) -> Native | None:
+def _pool(program: Program, canonical: Canonical, name: Name, show: Show) -> Native | None:
     """S[batch, o..] = X[batch, i..] * P..: sum pooling, as average pooling times the window size,
     of X as [batch, 1, I..]; undilated, left padding at most K // 2 (what avg_pool takes)."""
     found = _single(program, canonical, {"i": ("P", "X"), "o": ("P", "R"), "k": ("P",)}, "i")
@@ -593,17 +607,17 @@ def _pool(program: Program, canonical: Canonical, name: Name, temp, show: Show) 
     operand, batch, ordered = found
     if any(a.spec.dilation != 1 or a.pads[0] > a.sizes[2] // 2 for a in ordered):
         return None
-    x = _arrange(program, operand, [batch, []] + [[a.i] for a in ordered], name(operand.factor), show)
+    x = _arrange(program, operand, batch[:1] + [batch[1:]] + [[a.i] for a in ordered], name(operand.factor), show)
     if x is None:
         return None
     dims = len(ordered)
     symmetric = all(a.pads[0] == a.pads[1] for a in ordered)
     padded = x[0] if symmetric else _pad(x[0], ordered, lambda a: a.pads)
     padding = _tuple(a.pads[0] if symmetric else 0 for a in ordered)
-    value = temp()
+    value = VALUE
     lines = [
         f"{value} = {prod(a.sizes[2] for a in ordered)} * torch.nn.functional.avg_pool{dims}d({padded}, {_tuple(a.sizes[2] for a in ordered)}, "
         f"stride={_tuple(a.spec.stride for a in ordered)}, padding={padding}, count_include_pad=True)",
-        *_to_result(program, value, [batch, []] + [[a.o] for a in ordered], canonical, show),
+        *_to_result(program, value, batch[:1] + [batch[1:]] + [[a.o] for a in ordered], canonical, show),
     ]
     return Native(lines, value, f"native avg_pool{dims}d: the product is exactly sum pooling{_notes(canonical, [])}")

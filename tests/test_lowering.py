@@ -859,3 +859,209 @@ def test_one_by_k_layer_stays_native_after_the_identity_rule(derive, output, exp
     function = getattr(module, output)
     result = function(**{p: arguments[p] for p in inspect.signature(function).parameters})
     torch.testing.assert_close(result, reference, rtol=1e-10, atol=1e-10)
+
+
+# --------------------------------------------------------------------------- spellings
+# Each case spells a standard operation in a way other than the kernel's own layout; every one must
+# reach the kernel, as written and after simplify. ``reference(**tensors)`` computes it with PyTorch.
+def _dw(X, W, stride=1, padding=0):
+    return F.conv2d(X, W, stride=stride, padding=padding, groups=X.shape[1])
+
+
+SPELLING_CASES = [
+    pytest.param(
+        """
+size N = 2, C = 4
+index n: N, c: C, one: 1, i1: 9, i2: 8, k1: 3, k2: 3
+input X[n, c, i1, i2]
+param W[c, one, k1, k2]
+pattern P1[i1, o1, k1] = conv(padding=1)
+pattern P2[i2, o2, k2] = conv(stride=2, padding=1)
+output Y[n, c, o1, o2] = X[n, c, i1, i2] * P1[i1, o1, k1] * P2[i2, o2, k2] * W[c, one, k1, k2]
+""",
+        dict(X=(2, 4, 9, 8), W=(4, 1, 3, 3)),
+        lambda X, W: _dw(X, W, (1, 2), 1),
+        "conv2d",
+        id="depthwise-torch-layout",
+    ),
+    pytest.param(
+        """
+size N = 2, C = 3, M = 2
+index n: N, c: C, m: M, one: 1, i1: 7, i2: 7, k1: 3, k2: 3
+input X[n, c, i1, i2]
+param W[(c m), one, k1, k2]
+pattern P1[i1, o1, k1] = conv(padding=1)
+pattern P2[i2, o2, k2] = conv(padding=1)
+output Y[n, (c m), o1, o2] = X[n, c, i1, i2] * P1[i1, o1, k1] * P2[i2, o2, k2] * W[(c m), one, k1, k2]
+""",
+        dict(X=(2, 3, 7, 7), W=(6, 1, 3, 3)),
+        lambda X, W: F.conv2d(X, W, padding=1, groups=3),
+        "conv2d",
+        id="depthwise-multiplier",
+    ),
+    pytest.param(
+        """
+size N = 2, C = 4
+index n: N, c: C, i1: 6, i2: 6, k1: 3, k2: 3
+input X[n, c, i1, i2]
+param W[c, k1, k2]
+pattern P1[i1, o1, k1] = conv(padding=1)
+pattern P2[i2, o2, k2] = conv(padding=1)
+output Y[n, c, o1, o2] = X[n, c, i1, i2] * P1[i1, o1, k1] * P2[i2, o2, k2] * W[c, k1, k2]
+""",
+        dict(X=(2, 4, 6, 6), W=(4, 3, 3)),
+        lambda X, W: _dw(X, W.unsqueeze(1), 1, 1),
+        "conv2d",
+        id="depthwise-no-channel-leg",
+    ),
+    pytest.param(
+        """
+size N = 2, G = 2, C = 2, D = 3
+index n: N, g: G, c: C, d: D, i: 9, k: 3
+input X[n, (g c), i]
+param W[g, d, c, k]
+pattern P[i, o, k] = conv(stride=2, padding=(1, 0))
+output Y[n, g, d, o] = X[n, (g c), i] * P[i, o, k] * W[g, d, c, k]
+""",
+        dict(X=(2, 4, 9), W=(2, 3, 2, 3)),
+        lambda X, W: F.conv1d(F.pad(X, (1, 0)), W.flatten(0, 1), stride=2, groups=2).unflatten(1, (2, 3)),
+        "conv1d",
+        id="grouped-mixed-legs",
+    ),
+    pytest.param(
+        """
+size G = 3, C = 2, D = 2
+index g: G, c: C, d: D, i1: 5, i2: 4, i3: 4, k1: 2, k2: 1, k3: 3
+input X[(g c), i1, i2, i3]
+param W[c, k1, k2, k3, (g d)]
+pattern P1[i1, o1, k1] = conv(dilation=2)
+pattern P2[i2, o2, k2] = conv(stride=2)
+pattern P3[i3, o3, k3] = conv(padding=same)
+output Y[o1, (g d), o2, o3] = X[(g c), i1, i2, i3] * P1[i1, o1, k1] * P2[i2, o2, k2] * P3[i3, o3, k3] * W[c, k1, k2, k3, (g d)]
+""",
+        dict(X=(6, 5, 4, 4), W=(2, 2, 1, 3, 6)),
+        lambda X, W: F.conv3d(X[None], W.permute(4, 0, 1, 2, 3), stride=(1, 2, 1), padding=(0, 0, 1), dilation=(2, 1, 1), groups=3)[0].movedim(1, 0),
+        "conv3d",
+        id="3d-no-batch-kernel-last-1xk",
+    ),
+    pytest.param(
+        """
+size N = 2, C = 3, D = 2
+index n: N, c: C, d: D, i1: 7, i2: 9, k1: 1, k2: 3
+input X[n, c, i1, i2]
+param W[d, c, k1, k2]
+pattern P1[i1, o1, k1] = conv(stride=2, padding=1)
+pattern P2[i2, o2, k2] = conv(padding=(2, 0), dilation=2)
+output Y[n, d, o1, o2] = X[n, c, i1, i2] * P1[i1, o1, k1] * P2[i2, o2, k2] * W[d, c, k1, k2]
+""",
+        dict(X=(2, 3, 7, 9), W=(2, 3, 1, 3)),
+        lambda X, W: F.conv2d(F.pad(X, (2, 0, 1, 1)), W, stride=(2, 1), dilation=(1, 2)),
+        "conv2d",
+        id="1xk-strided-padded-1-axis",
+    ),
+    pytest.param(
+        """
+size N = 2, C = 3, D = 2
+index n: N, c: C, d: D, o1: 3, o2: 4, k1: 2, k2: 2
+input Z[n, c, o1, o2]
+param W[c, d, k1, k2]
+pattern P1[i1, o1, k1] = conv(stride=2)
+pattern P2[i2, o2, k2] = conv(stride=2)
+output Y[n, d, i1, i2] = Z[n, c, o1, o2] * P1[i1, o1, k1] * P2[i2, o2, k2] * W[c, d, k1, k2]
+""",
+        dict(Z=(2, 3, 3, 4), W=(3, 2, 2, 2)),
+        lambda Z, W: F.conv_transpose2d(Z, W, stride=2),
+        "conv_transpose2d",
+        id="transpose-kernel-equals-stride",
+    ),
+    pytest.param(
+        """
+size N = 2, C = 4
+index n: N, c: C, one: 1, o: 5, k: 3
+input Z[n, c, o]
+param W[c, one, k]
+pattern P[i, o, k] = conv(stride=3)
+output Y[n, c, i] = Z[n, c, o] * P[i, o, k] * W[c, one, k]
+""",
+        dict(Z=(2, 4, 5), W=(4, 1, 3)),
+        lambda Z, W: F.conv_transpose1d(Z, W, stride=3, groups=4),
+        "conv_transpose1d",
+        id="transpose-depthwise-kernel-equals-stride",
+    ),
+]
+
+
+def _spelling_tensors(shapes: dict) -> dict:
+    return {name: rand(*shape, seed=60 + n) for n, (name, shape) in enumerate(shapes.items())}
+
+
+@pytest.mark.parametrize("simplified", [False, True], ids=["as-written", "simplified"])
+@pytest.mark.parametrize(("text", "shapes", "reference", "kernel"), SPELLING_CASES)
+def test_spelling_reaches_the_native_kernel(text, shapes, reference, kernel, simplified) -> None:
+    args = _spelling_tensors(shapes)
+    check(text, args, reference(**args), f"native {kernel}", simplified=simplified)
+
+
+@pytest.mark.parametrize("simplified", [False, True], ids=["as-written", "simplified"])
+@pytest.mark.parametrize("wrt", ["data", "kernel"])
+@pytest.mark.parametrize(("text", "shapes", "reference", "kernel"), SPELLING_CASES)
+def test_spelling_vjps_reach_native_kernels(text, shapes, reference, kernel, wrt, simplified) -> None:
+    """Both VJPs of every spelling: a convolution's are a transpose convolution and a weight
+    gradient, a transpose convolution's a convolution and a weight gradient (with the roles of
+    data and seed exchanged)."""
+    args = _spelling_tensors(shapes)
+    data, weight = list(shapes)
+    out = reference(**args)
+    V = rand(*out.shape, seed=70)
+    name = data if wrt == "data" else weight
+    _, pullback = torch.func.vjp(lambda t: reference(**{**args, name: t}), args[name])
+    dims = kernel[-2]
+    strategy = {
+        ("data", False): f"native conv_transpose{dims}d",
+        ("data", True): f"native conv{dims}d",
+        ("kernel", False): f"native conv{dims}d weight gradient",
+        ("kernel", True): f"native conv{dims}d weight gradient",
+    }[wrt, kernel.startswith("conv_transpose")]
+    check(text, {**args, "V": V}, pullback(V)[0], strategy, derive=dict(wrt=name, vjp_seed="V"), simplified=simplified)
+
+
+# Where a product is not a standard operation the kernel must not be chosen.
+NOT_NATIVE = [
+    pytest.param(
+        "index n: 2, c: 3, d: 2, i: 7, k: 3\ninput X[n, c, i]\nparam W[d, c, k, o]\npattern P[i, o, k] = conv(padding=1)\n"
+        "output Y[n, d] = X[n, c, i] * P[i, o, k] * W[d, c, k, o]\n",
+        dict(X=(2, 3, 7), W=(2, 3, 3, 7)),
+        lambda X, W: torch.einsum("ncok,dcko->nd", F.pad(X, (1, 1)).unfold(2, 3, 1), W),
+        id="output-leg-on-the-kernel",
+    ),
+    pytest.param(
+        "index n: 2, c: 3, d: 2, i: 7, k: 3\ninput X[n, c, i]\nparam W[d, c, k]\npattern P[i, o, k] = conv(padding=1)\n"
+        "output Y[n, d, o] = X[n, c, i] * P[i, o, k] * W[d, c, k] * X[n, c, i]\n",
+        dict(X=(2, 3, 7), W=(2, 3, 3)),
+        lambda X, W: F.conv1d(X * X, W, padding=1),
+        id="input-used-twice",
+    ),
+    pytest.param(
+        "index n: 2, c: 3, d: 2, i: 7, k: 3\ninput X[n, c, i]\nparam W[d, c, k]\npattern P[i, o, k] = conv(padding=1)\n"
+        "output Y[n, d, o, k] = X[n, c, i] * P[i, o, k] * W[d, c, k]\n",
+        dict(X=(2, 3, 7), W=(2, 3, 3)),
+        lambda X, W: torch.einsum("ncok,dck->ndok", F.pad(X, (1, 1)).unfold(2, 3, 1), W),
+        id="kernel-leg-kept",
+    ),
+    pytest.param(
+        "index n: 4, c: 3, d: 2\ninput X[n, c]\nparam W[d, c]\noutput Y[n, d] = X[n, c] * W[d, c]\n",
+        dict(X=(4, 3), W=(2, 3)),
+        lambda X, W: X @ W.T,
+        id="matmul",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "shapes", "reference"), NOT_NATIVE)
+def test_not_a_standard_operation_is_not_native(text, shapes, reference) -> None:
+    args = _spelling_tensors(shapes)
+    source, module, output = build(text)
+    assert "strategy native" not in source, source
+    _, dense, _ = build(text, ())
+    torch.testing.assert_close(call(module, output, args), reference(**args), **TOL)
+    torch.testing.assert_close(call(dense, output, args), reference(**args), **TOL)

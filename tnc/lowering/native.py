@@ -55,7 +55,7 @@ class Axis:
 class Native:
     """A native call: ``lines`` compute ``value`` (in the product's result-leg order, one axis per
     leg). ``copies`` names the operands the call reads through a copy (a permute that no view
-    gives), for a cost model to price."""
+    gives), and ``"result"`` where its result is a permuted view, for a cost model to price."""
 
     lines: list[str]
     value: str
@@ -234,7 +234,8 @@ def _arrange(program: Program, operand: Operand, groups: list[list[str]], variab
 
 
 def _to_result(program: Program, value: str, groups: list[list[str]], canonical: Canonical, show: Show) -> list[str]:
-    """Lines that turn ``value`` (one axis per group of legs) into the product's result legs."""
+    """Lines that turn ``value`` (one axis per group of legs) into the product's result legs (a
+    permuted view where their order differs: see :func:`_permutes`)."""
     legs = [leg for group in groups for leg in group]
     lines = []
     if any(len(group) != 1 for group in groups):
@@ -250,6 +251,12 @@ def _to_result(program: Program, value: str, groups: list[list[str]], canonical:
 
 def _shape(values: list[sympy.Expr], show: Show) -> str:
     return "(" + ", ".join(show(v) for v in values) + ("," if len(values) == 1 else "") + ")"
+
+
+def _permutes(groups: list[list[str]], canonical: Canonical) -> list[str]:
+    """``["result"]`` where the kernel's result reaches the result legs only through a permute
+    (which whatever reads it next copies), else nothing: counted with the copied operands."""
+    return ["result"] if [leg for group in groups for leg in group] != list(canonical.result) else []
 
 
 def _tuple(values) -> str:
@@ -468,7 +475,7 @@ def _forward(program: Program, canonical: Canonical, name: Name, show: Show) -> 
     tensors = [match.operands[side].factor.tensor for side in "XW"]
     why = f"native conv{dims}d: the product is exactly a convolution of {tensors[0]} with {tensors[1]}{_notes(canonical, copies)}"
     lines = [f"{value} = {call}", *_to_result(program, value, match.groups["Y"], canonical, show)]
-    return Native(lines, value, why, tuple(copies))
+    return Native(lines, value, why, tuple(copies + _permutes(match.groups["Y"], canonical)))
 
 
 def _input_vjp(program: Program, canonical: Canonical, name: Name, show: Show) -> Native | None:
@@ -502,7 +509,7 @@ def _input_vjp(program: Program, canonical: Canonical, name: Name, show: Show) -
     lines += _to_result(program, value, match.groups["X"], canonical, show)
     tensors = [match.operands[side].factor.tensor for side in "YW"]
     why = f"native conv_transpose{dims}d: the product is exactly the transpose convolution of {tensors[0]} with {tensors[1]}{_notes(canonical, copies)}"
-    return Native(lines, value, why, tuple(copies))
+    return Native(lines, value, why, tuple(copies + _permutes(match.groups["X"], canonical)))
 
 
 def _weight_vjp(program: Program, canonical: Canonical, name: Name, show: Show) -> Native | None:
@@ -523,7 +530,7 @@ def _weight_vjp(program: Program, canonical: Canonical, name: Name, show: Show) 
     call = f"torch.nn.grad.conv{dims}d_weight({x}, {shape}, {y}, {_conv_args(ordered, match.count, symmetric)})"
     lines = [f"{value} = {call}", *_to_result(program, value, match.groups["W"], canonical, show)]
     why = f"native conv{dims}d weight gradient: the product is exactly the weight VJP of a convolution{_notes(canonical, copies)}"
-    return Native(lines, value, why, tuple(copies))
+    return Native(lines, value, why, tuple(copies + _permutes(match.groups["W"], canonical)))
 
 
 # --------------------------------------------------------------------------- unfold, fold, pooling

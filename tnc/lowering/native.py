@@ -238,9 +238,14 @@ def _to_result(program: Program, value: str, groups: list[list[str]], canonical:
     permuted view where their order differs: see :func:`_permutes`)."""
     legs = [leg for group in groups for leg in group]
     lines = []
-    if any(len(group) != 1 for group in groups):
-        shape = ", ".join(show(program.size(leg)) for leg in legs)
-        lines.append(f"{value} = {value}.reshape({shape}{',' if len(legs) == 1 else ''})")
+    views = ""
+    for position in reversed(range(len(groups))):  # from the last, so that positions stay valid
+        if not groups[position]:
+            views += f".squeeze({position})"
+        elif len(groups[position]) > 1:
+            views += f".unflatten({position}, {_shape([program.size(leg) for leg in groups[position]], show)})"
+    if views:
+        lines.append(f"{value} = {value}{views}")
     if list(canonical.result) != legs:
         lines.append(f"{value} = {value}.permute{_tuple(legs.index(leg) for leg in canonical.result)}")
     if canonical.full != canonical.result:

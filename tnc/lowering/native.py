@@ -1,8 +1,9 @@
 """Lowering strategies for one product, tried in order (the cost model of the PyTorch target):
 
 1. ``native``: the product is exactly a standard operation (convolution, transpose convolution /
-   input VJP, weight VJP, unfold, fold, sum pooling) of any dimension and groups: call the native
-   PyTorch kernel, which does the same arithmetic without any index-pattern work.
+   input VJP, weight VJP, unfold, fold, sum pooling) of any dimension and groups, or a Gram
+   matrix U U^T: call the native PyTorch kernel, which does the same arithmetic without any
+   index-pattern work.
 2. ``window``: a pattern whose input leg is summed and read by plain axes of data tensors is
    contracted by reading those tensors through a window (pad once, ``Tensor.unfold``), so no
    multiplication by the zeros of the 0/1 pattern happens.
@@ -227,10 +228,11 @@ def _arrange(program: Program, operand: Operand, groups: list[list[str]], variab
     if len(sizes) != len(storage) or any(sympy.simplify(a - b) != 0 for a, b in zip(sizes, storage)):
         expr += f".reshape{_shape(sizes, show)}"
     expr += f".permute{_tuple(list(operand.slots).index(slot) for slot in order)}"
-    merged = any(len(slots) != 1 for slots in target)
-    if merged:
-        expr += f".reshape{_shape(dims, show)}"
-    return expr, merged and any(len(slots) > 1 for slots in target)
+    if any(len(slots) > 1 for slots in target):
+        return expr + f".reshape{_shape(dims, show)}", True
+    if any(not slots for slots in target):  # axes of size 1 for empty groups: still a view
+        expr += "[" + ", ".join(":" if slots else "None" for slots in target) + "]"
+    return expr, False
 
 
 def _to_result(program: Program, value: str, groups: list[list[str]], canonical: Canonical, show: Show) -> list[str]:
@@ -276,7 +278,8 @@ def _pad(expr: str, spatial: list[Axis], extra: Callable[[Axis], tuple[int, int]
 
 
 def native(program: Program, factors: list[Factor], result: tuple[str, ...], name: Name, temp: Callable[[], str], show: Show) -> Native | None:
-    """A native PyTorch call for the whole product, or None. Where several readings apply (a 1x1
+    """A native PyTorch call for the whole product, or None. A Gram matrix is taken wherever it
+    applies (X X^T is no convolution of X with X); where several other readings apply (a 1x1
     convolution is also a transpose convolution, and roles may be read more than one way), the
     one that copies fewest operands, then the first in the order forward, input VJP, weight VJP,
     unfold, fold, pooling."""
@@ -284,11 +287,11 @@ def native(program: Program, factors: list[Factor], result: tuple[str, ...], nam
     if canonical is None:
         return None
     found = []
-    for matcher in (_forward, _input_vjp, _weight_vjp, _unfold, _fold, _pool):
+    for matcher in (_gram, _forward, _input_vjp, _weight_vjp, _unfold, _fold, _pool):
         call = matcher(program, canonical, name, show)
         if call is not None:
             found.append(call)
-            if not call.copies:
+            if not call.copies or matcher is _gram:
                 break
     if not found:
         return None
@@ -633,3 +636,45 @@ def _pool(program: Program, canonical: Canonical, name: Name, show: Show) -> Nat
         *_to_result(program, value, batch[:1] + [batch[1:]] + [[a.o] for a in ordered], canonical, show),
     ]
     return Native(lines, value, f"native avg_pool{dims}d: the product is exactly sum pooling{_notes(canonical, [])}")
+
+
+# --------------------------------------------------------------------------- Gram matrices
+def _gram(program: Program, canonical: Canonical, name: Name, show: Show) -> Native | None:
+    """A[batch, f, f'] = X[.. f ..] * X[.. f' ..] summed over the legs the two copies share and
+    the result lacks (a KFC factor once rewrites removed its patterns): ``U @ U^T`` with
+    U[batch, f, s] one permuted copy of X, where torch.einsum would copy X into matmul layout
+    once per operand. Applies to two factors of one tensor, leg for leg the same or renamed (a
+    renamed pair: a leg of the result each); correct because then the product is, entry for
+    entry, sum_s U[b, f, s] U[b, f', s]."""
+    if len(canonical.operands) != 2 or canonical.axes:
+        return None
+    first, second = (operand.split(program) for operand in canonical.operands)
+    if first.factor.tensor != second.factor.tensor or len(first.legs) != len(second.legs):
+        return None
+    if any(slot.window for slot in first.slots + second.slots) or [s.size for s in first.slots] != [s.size for s in second.slots]:
+        return None
+    one, two, result = first.legs, second.legs, set(canonical.result)
+    if len(set(one)) != len(one) or len(set(two)) != len(two) or len(result) != len(canonical.result):
+        return None
+    batch, free, summed = [], [], []
+    for a, b in zip(one, two):
+        if a == b:
+            (batch if a in result else summed).append(a)
+        elif a in result and b in result and a not in two and b not in one:
+            free.append((a, b))
+        else:
+            return None
+    if not summed or not free or set(canonical.result) != set(batch) | {leg for pair in free for leg in pair}:
+        return None
+    mine, theirs = [a for a, _ in free], [b for _, b in free]
+    arranged = _arrange(program, first, [batch, mine, summed], name(first.factor), show)
+    if arranged is None:
+        return None
+    u = VALUE + "_u"
+    lines = [f"{u} = {arranged[0]}", f"{VALUE} = torch.matmul({u}, {u}.mT)"]
+    groups = ([batch] if batch else []) + [mine, theirs]
+    lines += _to_result(program, VALUE, groups, canonical, show)
+    if not batch:  # _arrange made an axis of size 1 for the empty batch group: the matmul kept it
+        lines.insert(2, f"{VALUE} = {VALUE}.squeeze(0)")
+    why = f"native Gram matrix: the product is U U^T, U = {first.factor.tensor} as [batch, kept, summed]{_notes(canonical, [])}"
+    return Native(lines, VALUE, why, (first.factor.tensor,) if arranged[1] else ())

@@ -31,6 +31,7 @@ import sympy
 from tnc.ir.network import Factor, Kind, Window
 from tnc.ir.pattern import ConvPattern
 from tnc.ir.program import Program
+from tnc.lowering.views import operand_view
 
 Show = Callable[[sympy.Expr], str]
 Name = Callable[[Factor], str]
@@ -639,21 +640,40 @@ def _pool(program: Program, canonical: Canonical, name: Name, show: Show) -> Nat
 
 
 # --------------------------------------------------------------------------- Gram matrices
+def _expanded(operand: Operand, axes: dict[str, Axis]) -> tuple[list[str], list[Axis | None]]:
+    """The operand's legs with each pattern input leg replaced by its window (o, k), and per slot
+    the pattern read there (None for a plain leg)."""
+    legs, read = [], []
+    for leg in operand.legs:
+        a = axes.get(leg)
+        legs += [a.o, a.k] if a else [leg]
+        read.append(a)
+    return legs, read
+
+
 def _gram(program: Program, canonical: Canonical, name: Name, show: Show) -> Native | None:
-    """A[batch, f, f'] = X[.. f ..] * X[.. f' ..] summed over the legs the two copies share and
-    the result lacks (a KFC factor once rewrites removed its patterns): ``U @ U^T`` with
-    U[batch, f, s] one permuted copy of X, where torch.einsum would copy X into matmul layout
-    once per operand. Applies to two factors of one tensor, leg for leg the same or renamed (a
-    renamed pair: a leg of the result each); correct because then the product is, entry for
-    entry, sum_s U[b, f, s] U[b, f', s]."""
-    if len(canonical.operands) != 2 or canonical.axes:
+    """A[batch, f, f'] = X[.. f ..] * P.. * X[.. f' ..] * P'.. summed over the legs the two copies
+    share and the result lacks (a KFC factor): ``U @ U^T``, with U[batch, f, s] one copy of X,
+    read through windows where patterns index it, where torch.einsum would copy X into matmul
+    layout once per operand. Applies to two factors of one tensor, leg for leg the same or
+    renamed (a renamed pair: a leg of the result each), each pattern on an input leg of one copy
+    matched by one of equal parameters on the other copy, sharing its output leg; correct because
+    then the product is, entry for entry, sum_s U[b, f, s] U[b, f', s]."""
+    if len(canonical.operands) != 2:
         return None
     first, second = (operand.split(program) for operand in canonical.operands)
-    if first.factor.tensor != second.factor.tensor or len(first.legs) != len(second.legs):
+    if first.factor.tensor != second.factor.tensor or len(first.slots) != len(second.slots):
         return None
     if any(slot.window for slot in first.slots + second.slots) or [s.size for s in first.slots] != [s.size for s in second.slots]:
         return None
-    one, two, result = first.legs, second.legs, set(canonical.result)
+    (one, reads), (two, reads_two) = _expanded(first, canonical.axes), _expanded(second, canonical.axes)
+    if sum(a is not None for a in reads + reads_two) != len(canonical.axes):
+        return None  # a pattern not read by either copy
+    for a, b in zip(reads, reads_two):
+        if (a is None) != (b is None) or (a and (a.spec, a.sizes, a.pads) != (b.spec, b.sizes, b.pads)):
+            return None
+    result = set(canonical.result)
+    legs = first.legs + second.legs + list(canonical.result) + [leg for a in canonical.axes.values() for leg in (a.i, a.o, a.k)]
     if len(set(one)) != len(one) or len(set(two)) != len(two) or len(result) != len(canonical.result):
         return None
     batch, free, summed = [], [], []
@@ -664,17 +684,32 @@ def _gram(program: Program, canonical: Canonical, name: Name, show: Show) -> Nat
             free.append((a, b))
         else:
             return None
-    if not summed or not free or set(canonical.result) != set(batch) | {leg for pair in free for leg in pair}:
+    counts = {leg: legs.count(leg) for leg in legs}
+    if any(counts[a.i] != 2 or counts[a.k] != 2 for a in canonical.axes.values()):
+        return None  # an input leg read elsewhere, or a kernel leg that is not a result leg alone
+    if not summed or not free or result != set(batch) | {leg for pair in free for leg in pair}:
         return None
     mine, theirs = [a for a, _ in free], [b for _, b in free]
-    arranged = _arrange(program, first, [batch, mine, summed], name(first.factor), show)
-    if arranged is None:
-        return None
+    windows = tuple(
+        Window(a.o, a.k, a.spec.stride, a.spec.dilation, a.pads[0]) if (a := canonical.axes.get(axis[0])) and len(axis) == 1 else axis
+        for axis in first.factor.axes
+    )
+    view = operand_view(program, Factor(first.factor.tensor, first.factor.kind, windows), name(first.factor), show) if canonical.axes else None
+    legs_view = [leg for axis in windows for leg in axis]  # with the size-1 legs, moved last
     u = VALUE + "_u"
-    lines = [f"{u} = {arranged[0]}", f"{VALUE} = torch.matmul({u}, {u}.mT)"]
-    groups = ([batch] if batch else []) + [mine, theirs]
-    lines += _to_result(program, VALUE, groups, canonical, show)
-    if not batch:  # _arrange made an axis of size 1 for the empty batch group: the matmul kept it
-        lines.insert(2, f"{VALUE} = {VALUE}.squeeze(0)")
-    why = f"native Gram matrix: the product is U U^T, U = {first.factor.tensor} as [batch, kept, summed]{_notes(canonical, [])}"
-    return Native(lines, VALUE, why, (first.factor.tensor,) if arranged[1] else ())
+    if view is None:
+        arranged = _arrange(program, first, [batch, mine, summed], name(first.factor), show)
+        if arranged is None:
+            return None
+        expr, copied = arranged
+    else:  # the window view has one axis per leg: permute to [batch, mine, summed], copy once
+        sizes = [_size(program, group) for group in (batch, mine, summed)]
+        order = batch + mine + summed + [leg for leg in legs_view if leg not in one]
+        expr = f"{view}.permute{_tuple(legs_view.index(leg) for leg in order)}.reshape{_shape(sizes, show)}"
+        copied = True
+    lines = [f"{u} = {expr}", f"{VALUE} = torch.matmul({u}, {u}.mT)"]
+    if not batch:  # an axis of size 1 stands for the empty batch group: the matmul kept it
+        lines.append(f"{VALUE} = {VALUE}.squeeze(0)")
+    lines += _to_result(program, VALUE, ([batch] if batch else []) + [mine, theirs], canonical, show)
+    why = f"native Gram matrix: the product is U U^T, U = {first.factor.tensor} as [batch, kept, summed]{' read through windows' if view else ''}{_notes(canonical, [])}"
+    return Native(lines, VALUE, why, (first.factor.tensor,) if copied else ())

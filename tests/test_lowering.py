@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from tnc.codegen.torch_module import to_torch_source
 from tnc.frontend import compile_source
+from tnc.lowering import native as native_module
 from tnc.passes.derive import derive_program
 from tnc.passes.simplify import simplify
 
@@ -419,6 +420,31 @@ def test_kfc_is_a_gram_matrix_of_windows(conv: Conv, seed: int, simplified: bool
     source = check(kfc_text(conv), dict(X=X), reference, strategy, simplified=simplified)
     body = source.split("def _eval_A(")[1].split("\ndef ")[0]
     assert ("torch.matmul(" in body and "einsum" not in body) or (simplified and "C_P" in body.splitlines()[1])
+
+
+@pytest.mark.parametrize(("conv", "seed"), conv_cases("kfc-raw", 9, 600) + conv_cases("kfc-raw", 9, 650))
+def test_kfc_gram_with_a_raw_axis(conv: Conv, seed: int, monkeypatch) -> None:
+    """The Gram matrix with one axis read whole and its shifted diagonals summed, taken on every
+    case (RAW_FLOPS raised), so strides, dilations, asymmetric padding and groups all meet it."""
+    monkeypatch.setattr(native_module, "RAW_FLOPS", 1e9)
+    X = conv.tensors(seed)["X"]
+    U = onehot_unfold(X, conv).reshape(conv.N, conv.G, -1, math.prod(a.O for a in conv.axes))
+    reference = torch.einsum("ngal,ngbl->gab", U, U) / conv.N
+    source = check(kfc_text(conv), dict(X=X), reference, "native Gram matrix")
+    assert ("read whole" in source) == any(a.K > 1 for a in conv.axes)
+
+
+@pytest.mark.parametrize(
+    ("I", "K", "S", "pad", "C", "raw"),
+    [(56, 7, 1, 3, 1, True), (14, 7, 1, 3, 1, True), (17, 7, 1, (3, 3), 128, False), (8, 3, 1, 1, 1, True), (56, 3, 1, 1, 1, False), (224, 7, 2, 3, 3, False)],
+    ids=["depthwise7x7-56", "depthwise7x7-14", "1x7-17-128-channels", "1x3-8-one-channel", "3x3-56", "7x7s2-224"],
+)
+def test_raw_axis_is_taken_for_large_kernels_on_small_inputs(I, K, S, pad, C, raw) -> None:
+    """Only for U of few rows (depthwise), where the FLOP ratio span^2 / (K^2 O) is at most
+    RAW_FLOPS, on the sizes of benchmark layers."""
+    conv = Conv((Ax(I, K, S, 1, pad),), 1, C, 1, 1, False, False)
+    source, _, _ = build(kfc_text(conv))
+    assert ("read whole" in source) == raw
 
 
 # --------------------------------------------------------------------------- boundaries

@@ -1096,3 +1096,24 @@ def test_not_a_standard_operation_is_not_native(text, shapes, reference) -> None
     _, dense, _ = build(text, ())
     torch.testing.assert_close(call(module, output, args), reference(**args), **TOL)
     torch.testing.assert_close(call(dense, output, args), reference(**args), **TOL)
+
+
+@pytest.mark.parametrize(
+    ("text", "shape", "reference", "strategy"),
+    [
+        pytest.param(
+            "index bn: 2, ch: 3, i1: 7, k1: 3\ninput X[bn, ch, i1]\npattern P[i1, o1, k1] = conv(stride=2, padding=1)\n"
+            "output S[bn, ch, o1] = X[bn, ch, i1] * P[i1, o1, k1]\n",
+            (2, 3, 7), lambda X: 3 * F.avg_pool1d(X, 3, stride=2, padding=1, count_include_pad=True), "native avg_pool1d", id="pool",
+        ),
+        pytest.param(
+            "index i1: 7, i2: 6, k1: 3, k2: 2\ninput X[i1, i2]\npattern P1[i1, o1, k1] = conv(stride=2)\npattern P2[i2, o2, k2] = conv()\n"
+            "output U[k1, k2, o1, o2] = X[i1, i2] * P1[i1, o1, k1] * P2[i2, o2, k2]\n",
+            (7, 6), lambda X: F.unfold(X[None, None], (3, 2), stride=(2, 1)).reshape(3, 2, 3, 5), "native unfold", id="unfold-no-batch",
+        ),
+    ],
+)
+def test_single_operand_spellings(text, shape, reference, strategy) -> None:
+    """Pooling and unfold with legs of longer names, or none but the spatial ones."""
+    X = rand(*shape, seed=80)
+    check(text, dict(X=X), reference(X), strategy)

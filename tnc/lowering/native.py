@@ -576,14 +576,14 @@ def _unfold(program: Program, canonical: Canonical, name: Name, show: Show) -> N
     if found is None or len(found[2]) != 2:
         return None
     operand, batch, ordered = found
-    x = _arrange(program, operand, batch[:1] + [batch[1:]] + [[a.i] for a in ordered], name(operand.factor), show)
+    x = _arrange(program, operand, [batch[:1]] + [batch[1:]] + [[a.i] for a in ordered], name(operand.factor), show)
     if x is None:
         return None
     value = VALUE
     lines = [
         f"{value} = torch.nn.functional.unfold({_pad(x[0], ordered, lambda a: a.pads)}, {_tuple(a.sizes[2] for a in ordered)}, "
         f"dilation={_tuple(a.spec.dilation for a in ordered)}, stride={_tuple(a.spec.stride for a in ordered)})",
-        *_to_result(program, value, batch[:1] + [batch[1:] + [a.k for a in ordered], [a.o for a in ordered]], canonical, show),
+        *_to_result(program, value, [batch[:1]] + [batch[1:] + [a.k for a in ordered], [a.o for a in ordered]], canonical, show),
     ]
     return Native(lines, value, f"native unfold: the product is exactly im2col{_notes(canonical, [])}")
 
@@ -598,7 +598,7 @@ def _fold(program: Program, canonical: Canonical, name: Name, show: Show) -> Nat
     ordered = [a for leg in operand.legs for a in canonical.axes.values() if a.o == leg]
     if len(ordered) != 2:
         return None
-    u = _arrange(program, operand, batch[:1] + [batch[1:] + [a.k for a in ordered], [a.o for a in ordered]], name(operand.factor), show)
+    u = _arrange(program, operand, [batch[:1]] + [batch[1:] + [a.k for a in ordered], [a.o for a in ordered]], name(operand.factor), show)
     if u is None:
         return None
     symmetric = all(a.pads[0] == a.pads[1] for a in ordered)
@@ -610,7 +610,7 @@ def _fold(program: Program, canonical: Canonical, name: Name, show: Show) -> Nat
         f"dilation={_tuple(a.spec.dilation for a in ordered)}, padding={padding}, stride={_tuple(a.spec.stride for a in ordered)})"
     ]
     lines += [f"{value} = {value}.narrow({2 + n}, {a.pads[0]}, {a.sizes[0]})" for n, a in enumerate(ordered) if not symmetric and sum(a.pads)]
-    lines += _to_result(program, value, batch[:1] + [batch[1:]] + [[a.i] for a in ordered], canonical, show)
+    lines += _to_result(program, value, [batch[:1]] + [batch[1:]] + [[a.i] for a in ordered], canonical, show)
     return Native(lines, value, f"native fold: the product is exactly col2im{_notes(canonical, [])}")
 
 
@@ -623,7 +623,7 @@ def _pool(program: Program, canonical: Canonical, name: Name, show: Show) -> Nat
     operand, batch, ordered = found
     if any(a.spec.dilation != 1 or a.pads[0] > a.sizes[2] // 2 for a in ordered):
         return None
-    x = _arrange(program, operand, batch[:1] + [batch[1:]] + [[a.i] for a in ordered], name(operand.factor), show)
+    x = _arrange(program, operand, [batch[:1]] + [batch[1:]] + [[a.i] for a in ordered], name(operand.factor), show)
     if x is None:
         return None
     dims = len(ordered)
@@ -634,7 +634,7 @@ def _pool(program: Program, canonical: Canonical, name: Name, show: Show) -> Nat
     lines = [
         f"{value} = {prod(a.sizes[2] for a in ordered)} * torch.nn.functional.avg_pool{dims}d({padded}, {_tuple(a.sizes[2] for a in ordered)}, "
         f"stride={_tuple(a.spec.stride for a in ordered)}, padding={padding}, count_include_pad=True)",
-        *_to_result(program, value, batch[:1] + [batch[1:]] + [[a.o] for a in ordered], canonical, show),
+        *_to_result(program, value, [batch[:1]] + [batch[1:]] + [[a.o] for a in ordered], canonical, show),
     ]
     return Native(lines, value, f"native avg_pool{dims}d: the product is exactly sum pooling{_notes(canonical, [])}")
 

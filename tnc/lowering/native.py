@@ -350,8 +350,8 @@ def _conv(program: Program, canonical: Canonical, sides: tuple[str, str, str]) -
     """
     if len(canonical.operands) != 2:
         return None
+    data_side, other_side, result_side = sides
     for first, second in (canonical.operands, canonical.operands[::-1]):
-        data_side, other_side, result_side = sides
         data = first.split(program, lambda slot: data_side == "X")
         other = second.split(program)
         legs = {data_side: data.legs, other_side: other.legs, result_side: list(canonical.result)}
@@ -367,11 +367,12 @@ def _conv(program: Program, canonical: Canonical, sides: tuple[str, str, str]) -
     return None
 
 
-def _conv_layout(program, canonical, data, other, sides, roles, legs) -> ConvMatch | None:
+def _conv_layout(
+    program: Program, canonical: Canonical, data: Operand, other: Operand, sides: tuple[str, str, str], roles: dict, legs: dict
+) -> ConvMatch | None:
     """The layout of a product whose roles agree with a convolution (see :func:`_conv`)."""
-    data_side, other_side, result_side = sides
+    data_side, other_side, _ = sides
     operands = {data_side: data, other_side: other}
-    first_legs = canonical.full
     by_leg = {(a.i if data_side == "X" else a.o): a for a in canonical.axes.values()}
     batch: list[str] = []
     spatial: list[Spatial] = []
@@ -386,7 +387,7 @@ def _conv_layout(program, canonical, data, other, sides, roles, legs) -> ConvMat
         if leg in by_leg:
             a = by_leg[leg]
             spatial.append(Spatial(a, (a.i,), (a.o,), (a.k,)))
-        elif roles.get(leg) == "b" and spatial == [] and all(roles.get(l) == "b" for l in data.legs[: data.legs.index(leg)]):
+        elif roles.get(leg) == "b" and not spatial and all(roles.get(before) == "b" for before in data.legs[: data.legs.index(leg)]):
             batch.append(leg)
         elif roles.get(leg) == "b":
             if (axis := _one_by_one(program, leg)) is None:
@@ -396,7 +397,7 @@ def _conv_layout(program, canonical, data, other, sides, roles, legs) -> ConvMat
             return None
     if data_side == "Y":  # a transpose convolution's output axis that a rewrite grouped as (o k)
         spatial = [_output_group(program, s, canonical.result, legs["W"], roles) or s for s in spatial]
-    kernel_legs = first_legs if (kernel := operands.get("W")) is None else kernel.factor.legs
+    kernel_legs = canonical.full if (kernel := operands.get("W")) is None else kernel.factor.legs
     if not 1 <= len(spatial) <= 3 or sum(not s.w for s in spatial) > len(set(kernel_legs) & set(canonical.dropped)):
         return None  # a 1x1 axis needs the size-1 kernel leg it had (else a matmul is no convolution)
     if {s.axis.i for s in spatial if s.axis.from_pattern} != set(canonical.axes):
@@ -749,13 +750,12 @@ def _raw_axis(program: Program, reads: list[Axis], mine: list[str]) -> Axis | No
     rows = _concrete(program, _size(program, mine))
     if rows is None or rows > RAW_ROWS:
         return None
-    limit = RAW_FLOPS
     best = None
     for a in reads:
-        (I, O, K), (left, right) = a.sizes, a.pads
+        _, O, K = a.sizes
         span = (O - 1) * a.spec.stride + a.spec.dilation * (K - 1) + 1
         ratio = span * span / (K * K * O)
-        if K > 1 and ratio <= limit and (best is None or ratio < best[0]):
+        if K > 1 and ratio <= RAW_FLOPS and (best is None or ratio < best[0]):
             best = (ratio, a)
     return best and best[1]
 
@@ -776,13 +776,13 @@ def _diagonal_sum(raw: Axis, legs: list[str], mine: list[str], theirs: list[str]
             pads[at : at + 2] = [left, max(0, span - left - I)]
         lines.append(f"{VALUE} = torch.nn.functional.pad({VALUE}, {_tuple(pads)})")
     sizes, strides = [], []
-    for position, leg in enumerate(legs):
+    for position in range(len(legs)):
         if position == p:
             sizes += [str(O), str(K)]
-            strides += [f"{S} * (_s[{p}] + _s[{q}])", f"{D} * _s[{p}]"]
+            strides += [f"{S} * (_s[{p}] + _s[{q}])", f"{D} * _s[{p}]" if D != 1 else f"_s[{p}]"]
         elif position == q:
             sizes.append(str(K))
-            strides.append(f"{D} * _s[{q}]")
+            strides.append(f"{D} * _s[{q}]" if D != 1 else f"_s[{q}]")
         else:
             sizes.append(f"{VALUE}.shape[{position}]")
             strides.append(f"_s[{position}]")

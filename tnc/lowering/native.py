@@ -223,10 +223,10 @@ def _arrange(program: Program, operand: Operand, groups: list[list[str]], variab
     sizes = [slot.size for slot in operand.slots]
     dims = [program.concrete(sympy.Mul(*(s.size for s in slots))) for slots in target]
     if order == list(operand.slots):
-        same = len(dims) == len(storage) and all(sympy.simplify(a - b) == 0 for a, b in zip(dims, storage))
+        same = len(dims) == len(storage) and all(sympy.expand(a - b) == 0 for a, b in zip(dims, storage))
         return (variable if same else f"{variable}.reshape{_shape(dims, show)}"), False
     expr = variable
-    if len(sizes) != len(storage) or any(sympy.simplify(a - b) != 0 for a, b in zip(sizes, storage)):
+    if len(sizes) != len(storage) or any(sympy.expand(a - b) != 0 for a, b in zip(sizes, storage)):
         expr += f".reshape{_shape(sizes, show)}"
     expr += f".permute{_tuple(list(operand.slots).index(slot) for slot in order)}"
     if any(len(slots) > 1 for slots in target):

@@ -8,7 +8,8 @@
 - KFAC-reduce: the unfold-based standard, ``u = F.unfold(X).mean(-1)``, per group ``u^T u / N``;
 - einconv (when installed): its einsum expression of the same operation, built once outside the
   timed region (index patterns and einconv's own simplifications included), then timed as the
-  ``torch.einsum`` call its functionals make (the contraction order chosen by opt_einsum per call).
+  ``torch.einsum`` call its functionals make (the contraction order chosen by opt_einsum per call),
+  its result made contiguous (``.contiguous()``, timed) as tnc's is.
 
 Every function returns a callable without arguments, so the timing loop treats all methods alike.
 KFC and KFAC-reduce results have shape [G, C/G*K1*K2, C/G*K1*K2] (one factor per group).
@@ -109,4 +110,6 @@ def einconv_fn(layer: Layer, op: str, t: dict[str, torch.Tensor]) -> Callable[[]
         equation, operands, shape = convNd_kfac_reduce.einsum_expression(X, layer.kernel, stride=s, padding=p, groups=g)
     else:
         raise ValueError(op)
-    return lambda: torch.einsum(equation, *operands).reshape(shape)
+    # torch.einsum may return a strided view (no copy); tnc's native kernels write contiguous
+    # results, so the timed call makes einconv's contiguous too (a no-op where it already is)
+    return lambda: torch.einsum(equation, *operands).reshape(shape).contiguous()

@@ -9,6 +9,10 @@ Every layer keeps its real channel counts, kernel, stride, padding, groups and i
 - ``grouped``: groups > 1 (ResNeXt's 32 groups);
 - ``depthwise``: groups = input channels (ConvNeXt, MobileNetV2);
 - ``1xk``: a kernel that is 1 along one axis (InceptionV3's factorised 1x7 / 7x1 / 1x3).
+
+``spelling`` says how the ``.tn`` program writes the layer (benchmarks/networks.py): ``standard``
+with the channels as ``(g c)`` / ``(g d)`` (C = 1 for depthwise layers), or, for depthwise layers
+also ``torch``, PyTorch's own layout ``X[n, c, ...]``, ``W[c, one, k1, k2]`` with a size-1 leg.
 """
 
 from __future__ import annotations
@@ -33,10 +37,11 @@ class Layer:
     groups: int
     size: tuple[int, int]  # input H, W
     kind: str
+    spelling: str = "standard"
 
     @property
     def name(self) -> str:
-        return f"{self.net}.{self.module}"
+        return f"{self.net}.{self.module}" + ("" if self.spelling == "standard" else f" [{self.spelling} layout]")
 
     @property
     def short(self) -> str:
@@ -64,11 +69,11 @@ class Layer:
         size = tuple(max(m, int(round(i * factor))) for i, m in zip(self.size, minimum))
         if self.kind in ("dense", "down"):  # keep the size divisible by the stride
             size = tuple(max(s, (i // s) * s) for i, s in zip(size, self.stride))
-        return Layer(self.id, self.net, self.module, self.c_in, self.c_out, self.kernel, self.stride, self.padding, self.groups, size, self.kind)
+        return Layer(self.id, self.net, self.module, self.c_in, self.c_out, self.kernel, self.stride, self.padding, self.groups, size, self.kind, self.spelling)
 
 
-def _layer(id, net, module, c_in, c_out, kernel, stride, padding, groups, size, kind) -> Layer:
-    return Layer(id, net, module, c_in, c_out, _pair(kernel), _pair(stride), _pair(padding), groups, _pair(size), kind)
+def _layer(id, net, module, c_in, c_out, kernel, stride, padding, groups, size, kind, spelling="standard") -> Layer:
+    return Layer(id, net, module, c_in, c_out, _pair(kernel), _pair(stride), _pair(padding), groups, _pair(size), kind, spelling)
 
 
 # id, net, module, C_in, C_out, K, S, P, G, H=W in, class (the rows of cnn-layers.md)
@@ -88,11 +93,14 @@ LAYERS: list[Layer] = [
     _layer(51, "ConvNeXt", "features.1.0.block.0", 128, 128, 7, 1, 3, 128, 56, "depthwise"),
     _layer(52, "ConvNeXt", "features.2.1", 128, 256, 2, 2, 0, 1, 56, "dense"),
     _layer(55, "ConvNeXt", "features.5.0.block.0", 512, 512, 7, 1, 3, 512, 14, "depthwise"),
+    _layer(51, "ConvNeXt", "features.1.0.block.0", 128, 128, 7, 1, 3, 128, 56, "depthwise", "torch"),
+    _layer(55, "ConvNeXt", "features.5.0.block.0", 512, 512, 7, 1, 3, 512, 14, "depthwise", "torch"),
     # MobileNetV2
     _layer(101, "MobileNetV2", "features.0.0", 3, 32, 3, 2, 1, 1, 224, "general"),
     _layer(102, "MobileNetV2", "features.1.conv.0.0", 32, 32, 3, 1, 1, 32, 112, "depthwise"),
     _layer(104, "MobileNetV2", "features.2.conv.0.0", 16, 96, 1, 1, 0, 1, 112, "dense"),
     _layer(110, "MobileNetV2", "features.4.conv.1.0", 144, 144, 3, 2, 1, 144, 56, "depthwise"),
+    _layer(110, "MobileNetV2", "features.4.conv.1.0", 144, 144, 3, 2, 1, 144, 56, "depthwise", "torch"),
     _layer(130, "MobileNetV2", "features.18.0", 320, 1280, 1, 1, 0, 1, 7, "dense"),
     # InceptionV3
     _layer(58, "InceptionV3", "Conv2d_1a_3x3", 3, 32, 3, 2, 0, 1, 299, "general"),

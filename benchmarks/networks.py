@@ -47,7 +47,10 @@ def header(layer: Layer, batch: int, output_sizes: bool = False) -> list[str]:
     O1, O2 = layer.out_size
     sizes = [f"C = {layer.c_in // G}", f"D = {layer.c_out // G}", f"I1 = {I1}", f"I2 = {I2}"]
     indices = ["n: N", "c: C", "d: D", "i1: I1", "i2: I2", f"k1: {K1}", f"k2: {K2}"]
-    if G > 1:
+    if layer.spelling == "torch":  # depthwise in PyTorch's layout: c is the group leg, W[c, one, k1, k2]
+        sizes[:2] = [f"C = {layer.c_in}"] + ([f"M = {layer.c_out // G}"] if layer.c_out != G else [])
+        indices[1:3] = ["c: C", "one: 1"] + (["m: M"] if layer.c_out != G else [])
+    elif G > 1:
         sizes.insert(0, f"G = {G}")
         indices.insert(1, "g: G")
     if output_sizes:
@@ -66,21 +69,33 @@ def header(layer: Layer, batch: int, output_sizes: bool = False) -> list[str]:
 
 
 def _channels(layer: Layer, leg: str) -> str:
+    """The channel axis of X (``leg`` c), Y (d) or the first of W (d), as the spelling writes it."""
+    if layer.spelling == "torch":
+        prime = leg[1:]
+        return f"c{prime}" if leg[0] == "c" or layer.c_out == layer.groups else f"(c m{prime})"
     return f"(g {leg})" if layer.groups > 1 else leg
 
 
 def forward_text(layer: Layer, batch: int) -> str:
     lines = header(layer, batch)
-    lines.insert(6, f"param W[{_channels(layer, 'd')}, c, k1, k2]")
+    w = f"W[{_channels(layer, 'd')}, {'one' if layer.spelling == 'torch' else 'c'}, k1, k2]"
+    lines.insert(6, f"param {w}")
     lines.append(
-        f"output Y[n, {_channels(layer, 'd')}, o1, o2] = X[n, {_channels(layer, 'c')}, i1, i2] * P1[i1, o1, k1] * P2[i2, o2, k2]"
-        f" * W[{_channels(layer, 'd')}, c, k1, k2]"
+        f"output Y[n, {_channels(layer, 'd')}, o1, o2] = X[n, {_channels(layer, 'c')}, i1, i2] * P1[i1, o1, k1] * P2[i2, o2, k2] * {w}"
     )
     return "\n".join(lines) + "\n"
 
 
 def _factor_text(layer: Layer, batch: int, reduce: bool) -> str:
     lines = header(layer, batch, output_sizes=reduce)
+    if layer.spelling == "torch":  # one factor per channel c: A[c, (k1 k2), (k1' k2')]
+        o1, o2 = ("o1'", "o2'") if reduce else ("o1", "o2")
+        coefficient = "(1/(N*(O1*O2)**2))" if reduce else "(1/N)"
+        lines.append(
+            f"output A[c, (k1 k2), (k1' k2')] = {coefficient} * X[n, c, i1, i2] * P1[i1, o1, k1] * P2[i2, o2, k2]"
+            f" * X[n, c, i1', i2'] * P1[i1', {o1}, k1'] * P2[i2', {o2}, k2']"
+        )
+        return "\n".join(lines) + "\n"
     g = "g, " if layer.groups > 1 else ""
     o1, o2 = ("o1'", "o2'") if reduce else ("o1", "o2")
     coefficient = "(1/(N*(O1*O2)**2))" if reduce else "(1/N)"
@@ -130,7 +145,7 @@ def compile_op(layer: Layer, op: str, batch: int) -> Compiled:
     from tnc.passes.simplify import simplify
 
     start = time.perf_counter()
-    stem = f"layer{layer.id}_{op}"
+    stem = f"layer{layer.id}{'' if layer.spelling == 'standard' else '_' + layer.spelling}_{op}"
     program = compile_source(source_text(layer, op, batch), f"{stem}.tn")
     if op == "input_vjp":
         derive_program(program, wrt="X", vjp_seed="V")

@@ -145,13 +145,14 @@ class Waiting:
 def bench_layer_op(layer, op, tensors, args, use_einconv: bool, dump: Path | None, waiting: Waiting) -> dict:
     compiled = compile_op(layer, op, args.batch)
     if dump:
-        stem = f"layer{layer.id}_{op}"
+        stem = f"layer{layer.id}{'' if layer.spelling == 'standard' else '_' + layer.spelling}_{op}"
         (dump / f"{stem}.tn").write_text(compiled.text)
         (dump / f"{stem}.py").write_text(compiled.source)
     base_name = BASELINE_NAME[op]
     methods = {"tnc": lambda: compiled(tensors), base_name: baseline(layer, op, tensors)}
     record = {
-        "layer": layer.id, "net": layer.net, "module": layer.module, "kind": layer.kind, "config": layer.describe(),
+        "layer": layer.id, "net": layer.net, "module": layer.name.split(".", 1)[1], "kind": layer.kind, "config": layer.describe(),
+        "spelling": layer.spelling,
         "op": op, "baseline": base_name, "compile_s": compiled.seconds, "strategy": strategy(compiled.source),
         "duplicate_steps": duplicate_steps(compiled.source), "ok": False,
     }
@@ -165,7 +166,6 @@ def bench_layer_op(layer, op, tensors, args, use_einconv: bool, dump: Path | Non
         try:
             methods["einconv"] = einconv_fn(layer, op, tensors)
             e_result = methods["einconv"]()
-            record["einconv_contiguous"] = e_result.is_contiguous()
             e_ok, e_error, e_why = matches(e_result, reference)
             del e_result
             record["einconv_ok"], record["einconv_rel_error"] = e_ok, e_error

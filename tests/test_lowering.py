@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from tnc.codegen.torch_module import to_torch_source
 from tnc.cost.model import time
 from tnc.frontend import compile_source
+from tnc.lowering import native as native_module
 from tnc.lowering.term import candidates, numeric_size, price
 from tnc.passes.derive import derive_program
 from tnc.passes.simplify import simplify
@@ -36,11 +37,14 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 # --------------------------------------------------------------------------- helpers
-def build(text: str, strategies=STRATEGIES, sizes=None, derive=None):
-    """Compile ``text`` (optionally derive), generate the module and exec it: (source, module, output name)."""
+def build(text: str, strategies=STRATEGIES, sizes=None, derive=None, simplified=False):
+    """Compile ``text`` (optionally derive, simplify), generate the module and exec it: (source,
+    module, output name)."""
     program = compile_source(text, "case.tn", sizes or {})
     if derive is not None:
         derive_program(program, **derive)
+    if simplified:
+        simplify(program)
     (output,) = program.outputs
     source = to_torch_source(program, "case", strategies=strategies)
     module = types.ModuleType("tnc_generated_lowering_case")
@@ -91,17 +95,21 @@ def strategies_of(source: str, tensor: str) -> dict[int, str]:
     return found
 
 
-def check(text: str, args: dict, reference: torch.Tensor, expected: str | list[str], sizes=None, derive=None, call_sizes=None):
-    """Strategies and dense reference both equal ``reference``; the terms took ``expected``."""
-    source, module, output = build(text, STRATEGIES, sizes, derive)
+def check(text: str, args: dict, reference: torch.Tensor, expected: str | re.Pattern | list, sizes=None, derive=None, call_sizes=None, simplified=False):
+    """Strategies and dense reference both equal ``reference``; the terms took ``expected`` (a
+    strategy, or a pattern it matches, per term; ``simplified``: the strategies after ``simplify``, as ``tnc compile`` runs by default)."""
+    source, module, output = build(text, STRATEGIES, sizes, derive, simplified)
     _, dense, _ = build(text, (), sizes, derive)
-    expected = [expected] if isinstance(expected, str) else expected
+    expected = [expected] if isinstance(expected, (str, re.Pattern)) else list(expected)
     taken = strategies_of(source, output)
-    for number, (want, got) in enumerate(zip(expected, [taken[n] for n in sorted(taken)])):
+    strategies = [taken[n] for n in sorted(taken)]
+    for number, (want, got) in enumerate(zip(expected, strategies)):
         if (want, got) == ("window", "einsum"):  # allowed only where the cost model prices it higher
             assert window_is_dearer(text, sizes, derive, output, number), source
             expected[number] = "einsum"
-    assert [taken[n] for n in sorted(taken)] == expected, f"strategies {taken}, expected {expected}\n{source}"
+    assert len(strategies) == len(expected) and all(
+        e.fullmatch(t) if isinstance(e, re.Pattern) else e == t for e, t in zip(expected, strategies)
+    ), f"strategies {taken}, expected {expected}\n{source}"
     got = call(module, output, args, **(call_sizes or {}))
     ref_dense = call(dense, output, args, **(call_sizes or {}))
     assert got.shape == reference.shape, (got.shape, reference.shape)
@@ -156,6 +164,9 @@ class Ax:
         return f"I{self.I}K{self.K}s{self.S}d{self.Dl}p{pad}"
 
 
+SPELLINGS = ("standard", "separate", "depthwise", "channel-last")
+
+
 @dataclass(frozen=True)
 class Conv:
     axes: tuple[Ax, ...]
@@ -165,6 +176,11 @@ class Conv:
     N: int
     grouped: bool  # write the channels as (g c) even when G = 1
     free_n: bool  # leave the batch size free (read from the shapes)
+    # how the program spells the layout: "standard" X[n, (g c), i..], W[(g d), c, k..],
+    # Y[n, (g d), o..]; "separate" a group leg of its own, X[n, g, c, i..], W[g, d, c, k..],
+    # Y[n, g, d, o..]; "depthwise" (C = 1) PyTorch's layout with a size-1 leg, X[n, g, i..],
+    # W[(g d), one, k..]; "channel-last" X[n, i.., (g c)], Y[n, o.., (g d)]
+    spelling: str = "standard"
 
     @property
     def dims(self) -> int:
@@ -172,7 +188,8 @@ class Conv:
 
     def tag(self) -> str:
         layout = "gc" if self.grouped else "c"
-        return f"{self.dims}d-G{self.G}{layout}-C{self.C}D{self.D}N{self.N}{'free' if self.free_n else ''}-" + "-".join(a.tag() for a in self.axes)
+        spelling = "" if self.spelling == "standard" else f"{self.spelling}-"
+        return f"{spelling}{self.dims}d-G{self.G}{layout}-C{self.C}D{self.D}N{self.N}{'free' if self.free_n else ''}-" + "-".join(a.tag() for a in self.axes)
 
     def flat_pads(self) -> tuple[int, ...]:
         return tuple(p for a in reversed(self.axes) for p in a.pads)
@@ -180,7 +197,7 @@ class Conv:
     def header(self) -> str:
         r = range(1, self.dims + 1)
         lines = [f"size N{'' if self.free_n else f' = {self.N}'}", f"size G = {self.G}, C = {self.C}, D = {self.D}"]
-        lines.append("index n: N, g: G, c: C, d: D")
+        lines.append("index n: N, g: G, c: C, d: D, one: 1")
         lines.append("index " + ", ".join(f"i{j}: {a.I}, k{j}: {a.K}" for j, a in zip(r, self.axes)))
         return "\n".join(lines) + "\n"
 
@@ -195,23 +212,45 @@ class Conv:
 
     def conv_text(self) -> str:
         cx, cw, cy = ("(g c)", "(g d)", "(g d)") if self.grouped else ("c", "d", "d")
-        return (
-            self.header()
-            + f"input X[n, {cx}, {self.legs('i')}]\n"
-            + f"param W[{cw}, c, {self.legs('k')}]\n"
-            + self.patterns()
-            + f"output Y[n, {cy}, {self.legs('o')}] = X[n, {cx}, {self.legs('i')}] * {self.pattern_factors()} * W[{cw}, c, {self.legs('k')}]\n"
-        )
+        i, k, o = self.legs("i"), self.legs("k"), self.legs("o")
+        x, w, y = f"X[n, {cx}, {i}]", f"W[{cw}, c, {k}]", f"Y[n, {cy}, {o}]"
+        if self.spelling == "separate":
+            x, w, y = f"X[n, g, c, {i}]", f"W[g, d, c, {k}]", f"Y[n, g, d, {o}]"
+        elif self.spelling == "depthwise":
+            assert self.C == 1
+            x, w = f"X[n, g, {i}]", f"W[(g d), one, {k}]"
+        elif self.spelling == "channel-last":
+            x, y = f"X[n, {i}, {cx}]", f"Y[n, {o}, {cy}]"
+        return self.header() + f"input {x}\nparam {w}\n" + self.patterns() + f"output {y} = {x} * {self.pattern_factors()} * {w}\n"
+
+    def stored(self, name: str, t: torch.Tensor) -> torch.Tensor:
+        """A tensor of the standard layout in the spelling's storage layout."""
+        if self.spelling == "separate":
+            return t.unflatten(0 if name == "W" else 1, (self.G, -1))
+        if self.spelling == "channel-last" and name != "W":
+            return t.movedim(1, -1).contiguous()
+        return t
+
+    def standard(self, name: str, t: torch.Tensor) -> torch.Tensor:
+        """The inverse of :meth:`stored`."""
+        if self.spelling == "separate":
+            return t.flatten(0, 1) if name == "W" else t.flatten(1, 2)
+        if self.spelling == "channel-last" and name != "W":
+            return t.movedim(-1, 1)
+        return t
 
     def tensors(self, seed: int) -> dict[str, torch.Tensor]:
         X = rand(self.N, self.G * self.C, *(a.I for a in self.axes), seed=seed)
         W = rand(self.G * self.D, self.C, *(a.K for a in self.axes), seed=seed + 1)
         V = rand(self.N, self.G * self.D, *(a.O for a in self.axes), seed=seed + 2)
-        return dict(X=X, W=W, V=V)
+        return {name: self.stored(name, t) for name, t in dict(X=X, W=W, V=V).items()}
 
     def torch_conv(self, X: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
+        """F.conv*d of the spelling's storage tensors, in the spelling's layout of Y."""
         conv = (F.conv1d, F.conv2d, F.conv3d)[self.dims - 1]
-        return conv(F.pad(X, self.flat_pads()), W, stride=tuple(a.S for a in self.axes), dilation=tuple(a.Dl for a in self.axes), groups=self.G)
+        X, W = self.standard("X", X), self.standard("W", W)
+        Y = conv(F.pad(X, self.flat_pads()), W, stride=tuple(a.S for a in self.axes), dilation=tuple(a.Dl for a in self.axes), groups=self.G)
+        return self.stored("V", Y)
 
 
 def random_axis(rng: random.Random, max_input: int) -> Ax:
@@ -226,18 +265,22 @@ def random_axis(rng: random.Random, max_input: int) -> Ax:
     return Ax(rng.randint(least, max(least, max_input)), K, S, Dl, pad)
 
 
-def random_conv(seed: int, dims: int, G: int) -> Conv:
+def random_conv(seed: int, dims: int, G: int, spelling: str = "standard") -> Conv:
     rng = random.Random(seed)
     axes = tuple(random_axis(rng, (11, 8, 6)[dims - 1]) for _ in range(dims))
-    return Conv(axes, G, rng.randint(1, 3), rng.randint(1, 3), rng.randint(1, 3), grouped=G > 1 or rng.random() < 0.5, free_n=rng.random() < 0.3)
+    C = 1 if spelling == "depthwise" else rng.randint(1, 3)
+    return Conv(axes, G, C, rng.randint(1, 3), rng.randint(1, 3), grouped=G > 1 or rng.random() < 0.5, free_n=rng.random() < 0.3, spelling=spelling)
 
 
-def conv_cases(kind: str, count: int, base: int) -> list:
+def conv_cases(kind: str, count: int, base: int, spellings=("standard",)) -> list:
+    """``count`` random convolutions per spelling (1d to 3d, 1 to 3 groups; depthwise: 2 to 4)."""
     cases = []
-    for n in range(count):
-        dims, G = 1 + n % 3, 1 + (n // 3) % 3
-        conv = random_conv(base + n, dims, G)
-        cases.append(pytest.param(conv, base + n, id=f"{kind}{n}-{conv.tag()}"))
+    for spelling in spellings:
+        for n in range(count):
+            dims, G = 1 + n % 3, 1 + (n // 3) % 3 + (spelling == "depthwise")
+            seed = base + n + 1000 * SPELLINGS.index(spelling)
+            conv = random_conv(seed, dims, G, spelling)
+            cases.append(pytest.param(conv, seed, id=f"{kind}{n}-{conv.tag()}"))
     return cases
 
 
@@ -253,26 +296,42 @@ FIXED = [
 FIXED_CASES = [pytest.param(c, 900 + n, id=f"fixed{n}-{c.tag()}") for n, c in enumerate(FIXED)]
 
 
-@pytest.mark.parametrize(("conv", "seed"), conv_cases("fwd", 12, 100) + FIXED_CASES)
-def test_forward_convolution_is_native(conv: Conv, seed: int) -> None:
+def expected(conv: Conv, operation: str, simplified: bool) -> str | re.Pattern:
+    """The strategy a convolution's operation takes: its native kernel in as many dimensions as
+    the convolution has. After simplify a rewrite may leave fewer (an axis whose output has
+    size 1 is dropped with it), and where every axis is 1x1 (the identity rule renames them all)
+    the convolution and the transpose convolution are one operation, either call will do."""
+    name = {"forward": "conv{}d", "input_vjp": "conv_transpose{}d", "weight_vjp": "conv{}d weight gradient"}[operation]
+    if not simplified:
+        return "native " + name.format(conv.dims)
+    if operation != "weight_vjp" and all(a.K == 1 and a.S == 1 and a.Dl == 1 and a.pads == (0, 0) for a in conv.axes):
+        return re.compile(r"native conv(_transpose)?[123]d")
+    return re.compile("native " + re.escape(name).replace(r"\{\}", "[123]"))
+
+
+@pytest.mark.parametrize(("conv", "seed"), conv_cases("fwd", 12, 100) + conv_cases("fwd", 6, 100, SPELLINGS[1:]) + FIXED_CASES)
+@pytest.mark.parametrize("simplified", [False, True], ids=["as-written", "simplified"])
+def test_forward_convolution_is_native(conv: Conv, seed: int, simplified: bool) -> None:
     t = conv.tensors(seed)
-    check(conv.conv_text(), t, conv.torch_conv(t["X"], t["W"]), f"native conv{conv.dims}d")
+    check(conv.conv_text(), t, conv.torch_conv(t["X"], t["W"]), expected(conv, "forward", simplified), simplified=simplified)
 
 
-@pytest.mark.parametrize(("conv", "seed"), conv_cases("ivjp", 12, 200) + FIXED_CASES)
-def test_input_vjp_is_a_native_transpose_convolution(conv: Conv, seed: int) -> None:
+@pytest.mark.parametrize(("conv", "seed"), conv_cases("ivjp", 12, 200) + conv_cases("ivjp", 6, 200, SPELLINGS[1:]) + FIXED_CASES)
+@pytest.mark.parametrize("simplified", [False, True], ids=["as-written", "simplified"])
+def test_input_vjp_is_a_native_transpose_convolution(conv: Conv, seed: int, simplified: bool) -> None:
     t = conv.tensors(seed)
     _, pullback = torch.func.vjp(lambda x: conv.torch_conv(x, t["W"]), t["X"])
     (reference,) = pullback(t["V"])
-    check(conv.conv_text(), t, reference, f"native conv_transpose{conv.dims}d", derive=dict(wrt="X", vjp_seed="V"))
+    check(conv.conv_text(), t, reference, expected(conv, "input_vjp", simplified), derive=dict(wrt="X", vjp_seed="V"), simplified=simplified)
 
 
-@pytest.mark.parametrize(("conv", "seed"), conv_cases("wvjp", 12, 300) + FIXED_CASES)
-def test_weight_vjp_is_native(conv: Conv, seed: int) -> None:
+@pytest.mark.parametrize(("conv", "seed"), conv_cases("wvjp", 12, 300) + conv_cases("wvjp", 6, 300, SPELLINGS[1:]) + FIXED_CASES)
+@pytest.mark.parametrize("simplified", [False, True], ids=["as-written", "simplified"])
+def test_weight_vjp_is_native(conv: Conv, seed: int, simplified: bool) -> None:
     t = conv.tensors(seed)
     _, pullback = torch.func.vjp(lambda w: conv.torch_conv(t["X"], w), t["W"])
     (reference,) = pullback(t["V"])
-    check(conv.conv_text(), t, reference, f"native conv{conv.dims}d weight gradient", derive=dict(wrt="W", vjp_seed="V"))
+    check(conv.conv_text(), t, reference, expected(conv, "weight_vjp", simplified), derive=dict(wrt="W", vjp_seed="V"), simplified=simplified)
 
 
 # --------------------------------------------------------------------------- unfold, pooling, KFC
@@ -365,20 +424,51 @@ def kfc_text(conv: Conv) -> str:
     )
 
 
+@pytest.mark.parametrize("simplified", [False, True], ids=["as-written", "simplified"])
 @pytest.mark.parametrize(("conv", "seed"), conv_cases("kfc", 9, 600))
-def test_kfc_takes_the_window_strategy(conv: Conv, seed: int) -> None:
-    """A[g] = sum_n U_g U_g^T / N with U the unfolded input: both copies of X share o."""
+def test_kfc_is_a_gram_matrix_of_windows(conv: Conv, seed: int, simplified: bool) -> None:
+    """A[g] = sum_n U_g U_g^T / N with U the unfolded input (both copies of X share o): one copy
+    of X read through windows (or, where rewrites removed the patterns, reshaped), then U U^T."""
     X = conv.tensors(seed)["X"]
     U = onehot_unfold(X, conv).reshape(conv.N, conv.G, -1, math.prod(a.O for a in conv.axes))
     reference = torch.einsum("ngal,ngbl->gab", U, U) / conv.N
-    source = check(kfc_text(conv), dict(X=X), reference, "window")
+    # after simplify, rewrites may leave a product that is no Gram matrix (a constant C_P.._P.. of
+    # two patterns, or a window on one axis beside a pattern on another); as written it is one
+    strategy = re.compile("native Gram matrix|window|einsum") if simplified else "native Gram matrix"
+    source = check(kfc_text(conv), dict(X=X), reference, strategy, simplified=simplified)
     body = source.split("def _eval_A(")[1].split("\ndef ")[0]
-    if "strategy window" in body:  # not where the cost model prices plain einsum steps lower
-        assert ".unfold(" in body and not [line for line in body.splitlines() if "einsum" in line and re.search(r"\bP\d\b", line)]
+    if "strategy native Gram matrix" in body:
+        assert "torch.matmul(" in body and "einsum" not in body
+
+
+@pytest.mark.parametrize(("conv", "seed"), conv_cases("kfc-raw", 9, 600) + conv_cases("kfc-raw", 9, 650))
+def test_kfc_gram_with_a_raw_axis(conv: Conv, seed: int, monkeypatch) -> None:
+    """The Gram matrix with one axis read whole and its shifted diagonals summed, taken on every
+    case (RAW_FLOPS raised), so strides, dilations, asymmetric padding and groups all meet it."""
+    monkeypatch.setattr(native_module, "RAW_FLOPS", 1e9)
+    X = conv.tensors(seed)["X"]
+    U = onehot_unfold(X, conv).reshape(conv.N, conv.G, -1, math.prod(a.O for a in conv.axes))
+    reference = torch.einsum("ngal,ngbl->gab", U, U) / conv.N
+    source = check(kfc_text(conv), dict(X=X), reference, "native Gram matrix")
+    assert ("read whole" in source) == any(a.K > 1 for a in conv.axes)
+
+
+@pytest.mark.parametrize(
+    ("I", "K", "S", "pad", "C", "raw"),
+    [(56, 7, 1, 3, 1, True), (14, 7, 1, 3, 1, True), (17, 7, 1, (3, 3), 128, False), (8, 3, 1, 1, 1, True), (56, 3, 1, 1, 1, False), (224, 7, 2, 3, 3, False)],
+    ids=["depthwise7x7-56", "depthwise7x7-14", "1x7-17-128-channels", "1x3-8-one-channel", "3x3-56", "7x7s2-224"],
+)
+def test_raw_axis_is_taken_for_large_kernels_on_small_inputs(I, K, S, pad, C, raw) -> None:
+    """Only for U of few rows (depthwise), where the FLOP ratio span^2 / (K^2 O) is at most
+    RAW_FLOPS, on the sizes of benchmark layers."""
+    conv = Conv((Ax(I, K, S, 1, pad),), 1, C, 1, 1, False, False)
+    source, _, _ = build(kfc_text(conv))
+    assert ("read whole" in source) == raw
 
 
 # --------------------------------------------------------------------------- boundaries
-def test_channel_last_layout_is_not_native() -> None:
+def test_channel_last_layout_is_native() -> None:
+    """Leg orders are canonicalised: X[n, i1, i2, c] is permuted into the kernel's layout."""
     text = """
 size N = 2, C = 3, D = 2
 index n: N, c: C, d: D, i1: 7, i2: 6, k1: 3, k2: 2
@@ -390,11 +480,11 @@ output Y[n, d, o1, o2] = X[n, i1, i2, c] * P1[i1, o1, k1] * P2[i2, o2, k2] * W[d
 """
     X, W = rand(2, 7, 6, 3, seed=1), rand(2, 3, 3, 2, seed=2)
     reference = F.conv2d(F.pad(X.permute(0, 3, 1, 2), (0, 1, 1, 1)), W, stride=(2, 1))
-    check(text, dict(X=X, W=W), reference, "window")
+    check(text, dict(X=X, W=W), reference, "native conv2d")
 
 
-def test_channel_last_transpose_neither_native_nor_window() -> None:
-    """The patterns' input legs are result legs: no window; the layout is not native either."""
+def test_channel_last_transpose_is_native() -> None:
+    """The patterns' input legs are result legs: no window; the permuted layout is native."""
     text = """
 size N = 2, C = 3, D = 2
 index n: N, c: C, d: D, o: 4, k: 3
@@ -405,7 +495,7 @@ output Z[n, i, c] = V[n, o, d] * P[i, o, k] * W[d, c, k]
 """
     V, W = rand(2, 4, 2, seed=3), rand(2, 3, 3, seed=4)
     reference = F.conv_transpose1d(V.permute(0, 2, 1), W, stride=2, padding=1).permute(0, 2, 1)  # I = 7
-    check(text, dict(V=V, W=W), reference, "einsum")
+    check(text, dict(V=V, W=W), reference, "native conv_transpose1d")
 
 
 def test_fold_pattern_input_legs_are_result_legs() -> None:
@@ -434,7 +524,8 @@ output X[n, c, i1, i2] = U[n, (c k1 k2), (o1 o2)] * P1[i1, o1, k1] * P2[i2, o2, 
     check(text, dict(U=U), full[:, :, left : left + 7, 1:7], "native fold")
 
 
-def test_pattern_input_leg_read_inside_a_group_is_not_windowed() -> None:
+def test_pattern_input_leg_read_inside_a_group_is_native() -> None:
+    """Not windowed (i is inside a group), but X[n, (c i)] is X[n, c, i] regrouped: native."""
     text = """
 size N = 2, C = 3, D = 2
 index n: N, c: C, d: D, i: 8, k: 3
@@ -445,7 +536,7 @@ output Y[n, d, o] = X[n, (c i)] * P[i, o, k] * W[d, c, k]
 """
     X, W = rand(2, 24, seed=6), rand(2, 3, 3, seed=7)
     reference = F.conv1d(F.pad(X.reshape(2, 3, 8), (2, 1)), W, stride=2, dilation=2)
-    check(text, dict(X=X, W=W), reference, "einsum")
+    check(text, dict(X=X, W=W), reference, "native conv1d")
 
 
 def test_pattern_input_leg_on_a_pattern_and_data_is_not_windowed() -> None:
@@ -818,3 +909,230 @@ def test_one_by_k_layer_stays_native_after_the_identity_rule(derive, output, exp
     function = getattr(module, output)
     result = function(**{p: arguments[p] for p in inspect.signature(function).parameters})
     torch.testing.assert_close(result, reference, rtol=1e-10, atol=1e-10)
+
+
+# --------------------------------------------------------------------------- spellings
+# Each case spells a standard operation in a way other than the kernel's own layout; every one must
+# reach the kernel, as written and after simplify. ``reference(**tensors)`` computes it with PyTorch.
+def _dw(X, W, stride=1, padding=0):
+    return F.conv2d(X, W, stride=stride, padding=padding, groups=X.shape[1])
+
+
+SPELLING_CASES = [
+    pytest.param(
+        """
+size N = 2, C = 4
+index n: N, c: C, one: 1, i1: 9, i2: 8, k1: 3, k2: 3
+input X[n, c, i1, i2]
+param W[c, one, k1, k2]
+pattern P1[i1, o1, k1] = conv(padding=1)
+pattern P2[i2, o2, k2] = conv(stride=2, padding=1)
+output Y[n, c, o1, o2] = X[n, c, i1, i2] * P1[i1, o1, k1] * P2[i2, o2, k2] * W[c, one, k1, k2]
+""",
+        dict(X=(2, 4, 9, 8), W=(4, 1, 3, 3)),
+        lambda X, W: _dw(X, W, (1, 2), 1),
+        "conv2d",
+        id="depthwise-torch-layout",
+    ),
+    pytest.param(
+        """
+size N = 2, C = 3, M = 2
+index n: N, c: C, m: M, one: 1, i1: 7, i2: 7, k1: 3, k2: 3
+input X[n, c, i1, i2]
+param W[(c m), one, k1, k2]
+pattern P1[i1, o1, k1] = conv(padding=1)
+pattern P2[i2, o2, k2] = conv(padding=1)
+output Y[n, (c m), o1, o2] = X[n, c, i1, i2] * P1[i1, o1, k1] * P2[i2, o2, k2] * W[(c m), one, k1, k2]
+""",
+        dict(X=(2, 3, 7, 7), W=(6, 1, 3, 3)),
+        lambda X, W: F.conv2d(X, W, padding=1, groups=3),
+        "conv2d",
+        id="depthwise-multiplier",
+    ),
+    pytest.param(
+        """
+size N = 2, C = 4
+index n: N, c: C, i1: 6, i2: 6, k1: 3, k2: 3
+input X[n, c, i1, i2]
+param W[c, k1, k2]
+pattern P1[i1, o1, k1] = conv(padding=1)
+pattern P2[i2, o2, k2] = conv(padding=1)
+output Y[n, c, o1, o2] = X[n, c, i1, i2] * P1[i1, o1, k1] * P2[i2, o2, k2] * W[c, k1, k2]
+""",
+        dict(X=(2, 4, 6, 6), W=(4, 3, 3)),
+        lambda X, W: _dw(X, W.unsqueeze(1), 1, 1),
+        "conv2d",
+        id="depthwise-no-channel-leg",
+    ),
+    pytest.param(
+        """
+size N = 2, G = 2, C = 2, D = 3
+index n: N, g: G, c: C, d: D, i: 9, k: 3
+input X[n, (g c), i]
+param W[g, d, c, k]
+pattern P[i, o, k] = conv(stride=2, padding=(1, 0))
+output Y[n, g, d, o] = X[n, (g c), i] * P[i, o, k] * W[g, d, c, k]
+""",
+        dict(X=(2, 4, 9), W=(2, 3, 2, 3)),
+        lambda X, W: F.conv1d(F.pad(X, (1, 0)), W.flatten(0, 1), stride=2, groups=2).unflatten(1, (2, 3)),
+        "conv1d",
+        id="grouped-mixed-legs",
+    ),
+    pytest.param(
+        """
+size G = 3, C = 2, D = 2
+index g: G, c: C, d: D, i1: 5, i2: 4, i3: 4, k1: 2, k2: 1, k3: 3
+input X[(g c), i1, i2, i3]
+param W[c, k1, k2, k3, (g d)]
+pattern P1[i1, o1, k1] = conv(dilation=2)
+pattern P2[i2, o2, k2] = conv(stride=2)
+pattern P3[i3, o3, k3] = conv(padding=same)
+output Y[o1, (g d), o2, o3] = X[(g c), i1, i2, i3] * P1[i1, o1, k1] * P2[i2, o2, k2] * P3[i3, o3, k3] * W[c, k1, k2, k3, (g d)]
+""",
+        dict(X=(6, 5, 4, 4), W=(2, 2, 1, 3, 6)),
+        lambda X, W: F.conv3d(X[None], W.permute(4, 0, 1, 2, 3), stride=(1, 2, 1), padding=(0, 0, 1), dilation=(2, 1, 1), groups=3)[0].movedim(1, 0),
+        "conv3d",
+        id="3d-no-batch-kernel-last-1xk",
+    ),
+    pytest.param(
+        """
+size N = 2, C = 3, D = 2
+index n: N, c: C, d: D, i1: 7, i2: 9, k1: 1, k2: 3
+input X[n, c, i1, i2]
+param W[d, c, k1, k2]
+pattern P1[i1, o1, k1] = conv(stride=2, padding=1)
+pattern P2[i2, o2, k2] = conv(padding=(2, 0), dilation=2)
+output Y[n, d, o1, o2] = X[n, c, i1, i2] * P1[i1, o1, k1] * P2[i2, o2, k2] * W[d, c, k1, k2]
+""",
+        dict(X=(2, 3, 7, 9), W=(2, 3, 1, 3)),
+        lambda X, W: F.conv2d(F.pad(X, (2, 0, 1, 1)), W, stride=(2, 1), dilation=(1, 2)),
+        "conv2d",
+        id="1xk-strided-padded-1-axis",
+    ),
+    pytest.param(
+        """
+size N = 2, C = 3, D = 2
+index n: N, c: C, d: D, o1: 3, o2: 4, k1: 2, k2: 2
+input Z[n, c, o1, o2]
+param W[c, d, k1, k2]
+pattern P1[i1, o1, k1] = conv(stride=2)
+pattern P2[i2, o2, k2] = conv(stride=2)
+output Y[n, d, i1, i2] = Z[n, c, o1, o2] * P1[i1, o1, k1] * P2[i2, o2, k2] * W[c, d, k1, k2]
+""",
+        dict(Z=(2, 3, 3, 4), W=(3, 2, 2, 2)),
+        lambda Z, W: F.conv_transpose2d(Z, W, stride=2),
+        "conv_transpose2d",
+        id="transpose-kernel-equals-stride",
+    ),
+    pytest.param(
+        """
+size N = 2, C = 4
+index n: N, c: C, one: 1, o: 5, k: 3
+input Z[n, c, o]
+param W[c, one, k]
+pattern P[i, o, k] = conv(stride=3)
+output Y[n, c, i] = Z[n, c, o] * P[i, o, k] * W[c, one, k]
+""",
+        dict(Z=(2, 4, 5), W=(4, 1, 3)),
+        lambda Z, W: F.conv_transpose1d(Z, W, stride=3, groups=4),
+        "conv_transpose1d",
+        id="transpose-depthwise-kernel-equals-stride",
+    ),
+]
+
+
+def _spelling_tensors(shapes: dict) -> dict:
+    return {name: rand(*shape, seed=60 + n) for n, (name, shape) in enumerate(shapes.items())}
+
+
+@pytest.mark.parametrize("simplified", [False, True], ids=["as-written", "simplified"])
+@pytest.mark.parametrize(("text", "shapes", "reference", "kernel"), SPELLING_CASES)
+def test_spelling_reaches_the_native_kernel(text, shapes, reference, kernel, simplified) -> None:
+    args = _spelling_tensors(shapes)
+    check(text, args, reference(**args), f"native {kernel}", simplified=simplified)
+
+
+@pytest.mark.parametrize("simplified", [False, True], ids=["as-written", "simplified"])
+@pytest.mark.parametrize("wrt", ["data", "kernel"])
+@pytest.mark.parametrize(("text", "shapes", "reference", "kernel"), SPELLING_CASES)
+def test_spelling_vjps_reach_native_kernels(text, shapes, reference, kernel, wrt, simplified) -> None:
+    """Both VJPs of every spelling: a convolution's are a transpose convolution and a weight
+    gradient, a transpose convolution's a convolution and a weight gradient (with the roles of
+    data and seed exchanged)."""
+    args = _spelling_tensors(shapes)
+    data, weight = list(shapes)
+    out = reference(**args)
+    V = rand(*out.shape, seed=70)
+    name = data if wrt == "data" else weight
+    _, pullback = torch.func.vjp(lambda t: reference(**{**args, name: t}), args[name])
+    dims = kernel[-2]
+    strategy = {
+        ("data", False): f"native conv_transpose{dims}d",
+        ("data", True): f"native conv{dims}d",
+        ("kernel", False): f"native conv{dims}d weight gradient",
+        ("kernel", True): f"native conv{dims}d weight gradient",
+    }[wrt, kernel.startswith("conv_transpose")]
+    check(text, {**args, "V": V}, pullback(V)[0], strategy, derive=dict(wrt=name, vjp_seed="V"), simplified=simplified)
+
+
+# Where a product is not a standard operation the kernel must not be chosen.
+NOT_NATIVE = [
+    pytest.param(
+        "index n: 2, c: 3, d: 2, i: 7, k: 3\ninput X[n, c, i]\nparam W[d, c, k, o]\npattern P[i, o, k] = conv(padding=1)\n"
+        "output Y[n, d] = X[n, c, i] * P[i, o, k] * W[d, c, k, o]\n",
+        dict(X=(2, 3, 7), W=(2, 3, 3, 7)),
+        lambda X, W: torch.einsum("ncok,dcko->nd", F.pad(X, (1, 1)).unfold(2, 3, 1), W),
+        id="output-leg-on-the-kernel",
+    ),
+    pytest.param(
+        "index n: 2, c: 3, d: 2, i: 7, k: 3\ninput X[n, c, i]\nparam W[d, c, k]\npattern P[i, o, k] = conv(padding=1)\n"
+        "output Y[n, d, o] = X[n, c, i] * P[i, o, k] * W[d, c, k] * X[n, c, i]\n",
+        dict(X=(2, 3, 7), W=(2, 3, 3)),
+        lambda X, W: F.conv1d(X * X, W, padding=1),
+        id="input-used-twice",
+    ),
+    pytest.param(
+        "index n: 2, c: 3, d: 2, i: 7, k: 3\ninput X[n, c, i]\nparam W[d, c, k]\npattern P[i, o, k] = conv(padding=1)\n"
+        "output Y[n, d, o, k] = X[n, c, i] * P[i, o, k] * W[d, c, k]\n",
+        dict(X=(2, 3, 7), W=(2, 3, 3)),
+        lambda X, W: torch.einsum("ncok,dck->ndok", F.pad(X, (1, 1)).unfold(2, 3, 1), W),
+        id="kernel-leg-kept",
+    ),
+    pytest.param(
+        "index n: 4, c: 3, d: 2\ninput X[n, c]\nparam W[d, c]\noutput Y[n, d] = X[n, c] * W[d, c]\n",
+        dict(X=(4, 3), W=(2, 3)),
+        lambda X, W: X @ W.T,
+        id="matmul",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "shapes", "reference"), NOT_NATIVE)
+def test_not_a_standard_operation_is_not_native(text, shapes, reference) -> None:
+    args = _spelling_tensors(shapes)
+    source, module, output = build(text)
+    assert "strategy native" not in source, source
+    _, dense, _ = build(text, ())
+    torch.testing.assert_close(call(module, output, args), reference(**args), **TOL)
+    torch.testing.assert_close(call(dense, output, args), reference(**args), **TOL)
+
+
+@pytest.mark.parametrize(
+    ("text", "shape", "reference", "strategy"),
+    [
+        pytest.param(
+            "index bn: 2, ch: 3, i1: 7, k1: 3\ninput X[bn, ch, i1]\npattern P[i1, o1, k1] = conv(stride=2, padding=1)\n"
+            "output S[bn, ch, o1] = X[bn, ch, i1] * P[i1, o1, k1]\n",
+            (2, 3, 7), lambda X: 3 * F.avg_pool1d(X, 3, stride=2, padding=1, count_include_pad=True), "native avg_pool1d", id="pool",
+        ),
+        pytest.param(
+            "index i1: 7, i2: 6, k1: 3, k2: 2\ninput X[i1, i2]\npattern P1[i1, o1, k1] = conv(stride=2)\npattern P2[i2, o2, k2] = conv()\n"
+            "output U[k1, k2, o1, o2] = X[i1, i2] * P1[i1, o1, k1] * P2[i2, o2, k2]\n",
+            (7, 6), lambda X: F.unfold(X[None, None], (3, 2), stride=(2, 1)).reshape(3, 2, 3, 5), "native unfold", id="unfold-no-batch",
+        ),
+    ],
+)
+def test_single_operand_spellings(text, shape, reference, strategy) -> None:
+    """Pooling and unfold with legs of longer names, or none but the spatial ones."""
+    X = rand(*shape, seed=80)
+    check(text, dict(X=X), reference(X), strategy)

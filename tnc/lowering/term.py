@@ -170,6 +170,9 @@ def price(program: Program, lowered: Lowered, size: Size | None = None) -> Cost:
         pads = sum(line.count("torch.nn.functional.pad(") for line in lowered.native.lines)
         for _ in range(pads):
             cost = cost + model.copy(model.elements(_stored_legs(program, data[0]), size))
+        for copied in lowered.native.copies:  # operands permuted into the kernel's layout
+            legs = lowered.target if copied == "result" else _stored_legs(program, next(f for f in data if f.tensor == copied))
+            cost = cost + model.copy(model.elements(legs, size))
     elif lowered.plan is not None:
         views = set()  # generated code takes the same view of a tensor once (tnc.lowering.views)
         for factor in lowered.factors:

@@ -46,7 +46,7 @@ def simplify(program: Program, rules: tuple[Rule, ...] = RULES, limit: int = 10_
     for output in program.outputs:
         program.interfaces.setdefault(output, program.interface(output))
     numeric = numeric_size(program)
-    for name in list(program.definitions):
+    for name in [n for n in program.definitions if not program.tensors[n].function]:  # f(A) stays f(A)
         before = network_cost(program, name, size=numeric)
         while len(log) < limit:
             for rule in rules:

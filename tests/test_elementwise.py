@@ -12,6 +12,7 @@ import inspect
 import random
 import types
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import pytest
@@ -405,3 +406,24 @@ def test_simplified_network_keeps_the_functions(number: int):
     values = {k: torch.randn(s, generator=generator, dtype=torch.float64) for k, s in net.shapes().items()}
     X, W1, W2 = values["X"], values["W1"], values["W2"]
     torch.testing.assert_close(call(module, "G1", values), grad(net.loss, argnums=1)(X, W1, W2), **TOLERANCE)
+
+
+def test_module_forward_returns_both_gradients():
+    """The nn.Module of examples/two_layer_relu.tn returns G1, G2 equal to autograd's."""
+    import tnc
+
+    module = tnc.load(Path(__file__).resolve().parents[1] / "examples" / "two_layer_relu.tn").to_module().TwoLayerRelu().double()
+    X = torch.randn(2, 3, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    G1, G2 = module(X)
+    W1, W2 = (p.detach().clone().requires_grad_(True) for p in (module.W1, module.W2))
+    (0.5 * F.conv1d(torch.relu(F.conv1d(X, W1, padding=1)), W2, stride=2).pow(2).sum()).backward()
+    torch.testing.assert_close(G1, W1.grad, **TOLERANCE)
+    torch.testing.assert_close(G2, W2.grad, **TOLERANCE)
+
+
+def test_application_names_do_not_clash_with_tensors():
+    """A tensor named relu_Z and the application relu(Z) get different Python names."""
+    text = "index i: 3\ninput Z[i]\nrelu_Z[i] = 2 * Z[i]\noutput Y[i] = relu(Z[i]) * relu_Z[i]\n"
+    _, module = load(text, "clash")
+    Z = torch.randn(3, dtype=torch.float64)
+    torch.testing.assert_close(module.Y(Z), torch.relu(Z) * 2 * Z, **TOLERANCE)

@@ -320,7 +320,17 @@ LANGUAGE_EXAMPLES = [
     LanguageExample("grad_norms.tn", {"Norms": grad_norms}),
     LanguageExample("ggn_diagonal.tn", {"Diag": ggn_diagonal}),
     LanguageExample("hessian_quadratic.tn", {"G": lambda W, A, **_: grad(quadratic)(W, A), "H": lambda W, A, **_: hessian(quadratic)(W, A)}),
+    LanguageExample("two_layer_relu.tn", {"G1": lambda **v: two_layer_relu_grad(1, **v), "G2": lambda **v: two_layer_relu_grad(2, **v)}),
 ]
+
+
+def two_layer_relu_grad(argnum: int, X, W1, W2, **_):
+    """autograd's gradient of 0.5 * |conv1d(relu(conv1d(X, W1, padding=1)), W2, stride=2)|^2."""
+
+    def loss(X, W1, W2):
+        return 0.5 * (F.conv1d(torch.relu(F.conv1d(X, W1, padding=1)), W2, stride=2) ** 2).sum()
+
+    return grad(loss, argnums=argnum)(X, W1, W2)
 
 
 @functools.lru_cache(maxsize=None)

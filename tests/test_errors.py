@@ -453,6 +453,17 @@ CASES = [
         3,
         36,
     ),
+    # ------------------------------------------------- element-wise functions
+    case("function-unknown", "index i: 3\ninput X[i]\nY[i] = foo(X[i])\n", "unknown function 'foo'; the element-wise functions are", 3, 8),
+    case("function-of-product", "index i: 3\ninput X[i]\nY[i] = relu(X[i] * X[i])\n", "the argument of relu must be a single tensor with its legs", 3, 13),
+    case("function-of-sum", "index i: 3\ninput X[i]\nY[i] = tanh(X[i] - X[i])\n", "not a product or a sum", 3, 13),
+    case("function-of-function", "index i: 3\ninput X[i]\nY[i] = relu(sigmoid(X[i]))\n", "the argument of relu cannot be another function", 3, 13),
+    case("function-of-pattern", "index i: 9, k: 3\npattern P[i, o, k] = conv()\nY[i, o, k] = exp(P[i, o, k])\n", "exp of the index pattern 'P'", 3, 18),
+    case("function-of-delta", "index i: 3\nY[i, j] = exp(delta[i, j])\n", "exp of the identity delta", 2, 15),
+    case("function-wrong-legs", "index i: 3, j: 2\ninput X[i]\nY[i] = relu(X[i, j])\n", "'X' has 1 leg, but 2 are given here", 3, 13, ("'X' is declared here", 2, 7)),
+    case("function-without-legs", "index i: 3\ninput X[i]\nY[i] = relu(X)\n", "relu is an element-wise function of a tensor with its legs", 3, 8),
+    case("function-unknown-tensor", "index i: 3\nY[i] = sqrt(Q[i])\n", "unknown tensor 'Q'", 2, 13),
+    case("derivative-inside-expression", "index i: 3\ninput X[i]\nY[i] = 2 * grad(X[i])\n", "grad(...) is a derivative form", 3, 12),
     # ------------------------------------------------- code generation errors
     case(
         "torch-nothing-to-compile",

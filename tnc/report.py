@@ -19,7 +19,7 @@ def describe(program: Program) -> str:
     for name, tensor in program.tensors.items():
         kind = tensor.kind.value
         if tensor.kind is Kind.DEFINED:
-            kind = "output" if name in program.outputs else "defined"
+            kind = "output" if name in program.outputs else "function" if tensor.function else "defined"
         legs = f"{name}[{axes_text(tensor.axes)}]"
         if tensor.pattern is not None:
             legs += f" = {tensor.pattern.arguments()}"

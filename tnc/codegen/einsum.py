@@ -13,6 +13,8 @@ import sympy
 
 from tnc.codegen.names import einsum_letters
 from tnc.errors import Diagnostic, Span, TncError
+from tnc.ir import functions
+from tnc.ir.functions import factor_text
 from tnc.ir.network import Axes, Factor, Kind, axes_text
 from tnc.ir.program import Program
 from tnc.lowering.views import operand_view
@@ -40,6 +42,10 @@ class EinsumOutput:
     axes: list[list[str]]
     intermediate: bool
     terms: list[EinsumTerm]
+    # An element-wise application f(A): the function applied to every entry of the terms' sum
+    # (A itself), and the step as PyTorch code; None for a plain contraction.
+    function: str | None = None
+    expression: str | None = None
 
 
 def _sizes(program: Program, axes: Axes) -> list[str]:
@@ -75,11 +81,15 @@ def einsum_outputs(program: Program) -> list[EinsumOutput]:
             inputs = ",".join("".join(letters[leg] for leg in f.legs) for f in factors)
             equation = f"{inputs}->{''.join(letters[leg] for leg in network.legs)}"
             operands = [
-                Operand(f.tensor, [list(a) for a in f.axes], _sizes(program, f.axes), f"{f.tensor}[{axes_text(f.axes)}]", _expression(program, f))
+                Operand(f.tensor, [list(a) for a in f.axes], _sizes(program, f.axes), factor_text(f), _expression(program, f))
                 for f in factors
             ]
             terms.append(EinsumTerm(str(program.concrete(term.coefficient)), equation, operands))
-        result.append(EinsumOutput(name, [list(a) for a in network.axes], name not in program.outputs, terms))
+        output = EinsumOutput(name, [list(a) for a in network.axes], name not in program.outputs, terms)
+        applied = functions.application(program, name)
+        if applied is not None:
+            output.function, output.expression = applied[0], functions.expression(*applied)
+        result.append(output)
     return result
 
 
@@ -122,6 +132,9 @@ def to_text(program: Program) -> str:
     lines = []
     for output in einsum_outputs(program):
         axes = tuple(tuple(a) for a in output.axes)
+        if output.function is not None:
+            lines += [f"# element-wise {output.name}[{axes_text(axes)}]", f"{output.name} = {output.expression}", ""]
+            continue
         role = "intermediate" if output.intermediate else "output"
         lines.append(f"# {role} {output.name}[{axes_text(axes)}]")
         views = []
@@ -156,7 +169,7 @@ def to_text(program: Program) -> str:
 
 def to_json(program: Program) -> str:
     data = {
-        "outputs": [asdict(o) for o in einsum_outputs(program)],
+        "outputs": [{k: v for k, v in asdict(o).items() if v is not None or k not in ("function", "expression")} for o in einsum_outputs(program)],
         "patterns": pattern_parameters(program),
         "sizes": {name: str(program.size(name)) for name in program.index_sizes},
     }

@@ -45,7 +45,7 @@ class Namer:
     def __call__(self, namespace: str, name: str) -> str:
         key = (namespace, name)
         if key not in self.names:
-            base = name.replace("'", "_prime")
+            base = name.replace("'", "_prime").replace("(", "_").replace(")", "")  # relu'(Z): relu_prime_Z
             candidate = base
             while candidate in self.taken or candidate.startswith("_"):
                 candidate = (candidate.lstrip("_") or "t") + "_"

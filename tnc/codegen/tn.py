@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sympy
 
+from tnc.ir.functions import factor_text
 from tnc.ir.network import Kind, Network, axes_text
 from tnc.ir.program import Program
 
@@ -34,7 +35,7 @@ def network_text(network: Network) -> str:
         negative = coefficient.could_extract_minus_sign()
         if negative:
             coefficient = -coefficient
-        factors = " * ".join(f"{f.tensor}[{axes_text(f.axes)}]" for f in term.product)
+        factors = " * ".join(factor_text(f) for f in term.product)
         scale = "" if coefficient == 1 else (f"{coefficient} * " if coefficient.is_Integer else f"({coefficient}) * ")
         sign = ("-" if negative else "") if position == 0 else (" - " if negative else " + ")
         parts.append(f"{sign}{scale}{factors}")
@@ -49,6 +50,8 @@ def to_tn(program: Program, header: str | None = None) -> str:
         lines.append(f"size {name}" if value is None else f"size {name} = {scalar_text(value)}")
     used: dict[str, None] = {}  # in order of first appearance in the printed file
     for name, tensor in program.tensors.items():
+        if tensor.function:  # an application f(A) is written where it is used, never defined
+            continue
         network = program.definitions.get(name)
         used.update(dict.fromkeys(network.legs if network else tensor.legs))
         for term in network.terms if network else ():
@@ -65,6 +68,8 @@ def to_tn(program: Program, header: str | None = None) -> str:
             lines.append(f"pattern {name}[{axes_text(tensor.axes)}] = {tensor.pattern.arguments()}")
     lines.append("")
     for name, network in program.definitions.items():
+        if program.tensors[name].function:
+            continue
         keyword = "output " if name in program.outputs else ""
         lines.append(f"{keyword}{name}[{axes_text(network.axes)}] = {network_text(network)}")
     return "\n".join(lines).rstrip() + "\n"

@@ -19,9 +19,11 @@ from tnc.codegen.pyexpr import pyexpr
 from tnc.codegen.tn import network_text
 from tnc.cost.model import contraction, show, summary
 from tnc.errors import Diagnostic, Span, TncError
+from tnc.ir import functions
 from tnc.ir.network import Axes, Factor, Kind, Window, axes_text
 from tnc.ir.program import Program, Tensor
 from tnc.ir.sizes import quotient
+from tnc.lowering.elementwise import application_cost
 from tnc.lowering.term import STRATEGIES, describe, lower, price
 from tnc.lowering.views import operand_view
 
@@ -71,6 +73,8 @@ def _expect(name: str, tensor: torch.Tensor, shape: tuple) -> None:
 def equation_text(program: Program, name: str) -> str:
     """The defining equation of ``name`` as it reads in a ``.tn`` file."""
     network = program.definitions[name]
+    if program.tensors[name].function:
+        return f"{name}[{axes_text(network.axes)}] = {program.tensors[name].function}({network_text(network)})"
     return f"{name}[{axes_text(network.axes)}] = {network_text(network)}"
 
 
@@ -173,6 +177,8 @@ class TorchGenerator:
         return list(self.sizes_of[name])
 
     def _eval_sizes(self, name: str) -> list[sympy.Symbol]:
+        if self.program.tensors[name].function:
+            return []  # an element-wise application needs no sizes
         network = self.program.definitions[name]
         legs = set(network.legs) | {leg for term in network.terms for f in term.product for leg in f.legs}
         found = set().union(*(self.program.size(leg).free_symbols for leg in legs))
@@ -190,6 +196,9 @@ class TorchGenerator:
     def emit_eval(self, name: str) -> None:
         """``_eval_T``; its parameters are the operands its body reads (a pattern that a native
         kernel or a window replaced is not built at all)."""
+        if self.program.tensors[name].function:
+            self.emit_application(name)
+            return
         network = self.program.definitions[name]
         operands = self.direct_operands(name)
         sizes = self.eval_sizes(name)
@@ -217,6 +226,18 @@ class TorchGenerator:
         self.eval_operands[name] = [o for o in operands if self.py(o) in words]
         params = ", ".join([self.py(o) for o in self.eval_operands[name]] + (["*"] if sizes else []) + [f"{self.size_name(s)}: int" for s in sizes])
         self.lines += ["", "", f"def _eval_{self.py(name)}({params}) -> torch.Tensor:", f'    """{equation_text(self.program, name)}"""', *body]
+
+    def emit_application(self, name: str) -> None:
+        """``_eval_f_A(A)`` of an element-wise application ``f(A)``: one call on ``A`` as stored."""
+        function, argument = functions.application(self.program, name)
+        tensor = self.program.tensors[name]
+        lines, value = functions.torch_lines(function, self.py(argument), "_s")
+        cost = summary(application_cost(self.program, name))
+        self.eval_operands[name] = [argument]
+        text = f"{name}[{axes_text(tensor.axes)}] = {function}({argument}[{axes_text(tensor.axes)}]), element-wise"
+        self.lines += ["", "", f"def _eval_{self.py(name)}({self.py(argument)}) -> torch.Tensor:", f'    """{text}"""']
+        self.lines += [f"    # {functions.value(function).base} (derivative order {functions.value(function).order}) of every entry: {cost}"]
+        self.lines += [f"    {line}" for line in lines] + [f"    return {value}"]
 
     def scaled(self, value: str, coefficient: sympy.Expr) -> str:
         """``coefficient * value``; in place when ``value`` is a new tensor that nothing else holds

@@ -62,11 +62,21 @@ class Factor:
 
 
 @dataclass(frozen=True)
+class Apply:
+    """An element-wise function of a tensor, ``relu(Z[n, c])``; ``argument`` is the expression
+    written inside (the checker requires one factor)."""
+
+    function: Name
+    argument: tuple["Term", ...]
+    span: Span
+
+
+@dataclass(frozen=True)
 class Term:
     """``sign * item (op item)*``: ``items`` pairs each item with ``*`` or ``/`` (the first with ``*``)."""
 
     sign: int
-    items: tuple[tuple[str, Union[Factor, Scalar]], ...]
+    items: tuple[tuple[str, Union[Factor, Apply, Scalar]], ...]
     span: Span
 
 

@@ -14,6 +14,7 @@ import sympy
 
 from tnc.errors import Diagnostic, Note, Source, Span, TncError, UsageError
 from tnc.frontend import ast
+from tnc.ir import functions
 from tnc.ir.network import Factor, Kind, Network, Product, Term, Window, axes_text
 from tnc.ir.pattern import ConvPattern
 from tnc.ir.program import Program, Tensor
@@ -456,12 +457,12 @@ class Checker:
         factors: list[Factor] = []
         ok = True
         for op, item in term.items:
-            if isinstance(item, ast.Factor):
+            if isinstance(item, (ast.Factor, ast.Apply)):
                 if op == "/":
                     self.error(item.span, "cannot divide by a tensor; only by a number or a size")
                     ok = False
                     continue
-                factor = self.factor(item)
+                factor = self.factor(item) if isinstance(item, ast.Factor) else self.apply(item)
                 ok = ok and factor is not None
                 if factor is not None:
                     factors.append(factor)
@@ -514,6 +515,48 @@ class Checker:
             if axis.window is None:  # a window's legs take their sizes from elsewhere
                 self.slots.append(_Slot(axis.names, declared, name, axis.span))
         return Factor(name, tensor.kind, tuple(self.factor_axis(axis) for axis in item.axes))
+
+    def apply(self, item: ast.Apply) -> Factor | None:
+        """``f(A[legs])``: a factor of the application tensor ``f(A)`` (:mod:`tnc.ir.functions`)."""
+        function = item.function.text
+        inner = [i for term in item.argument for _, i in term.items]
+        problem = self.application_problem(item, inner)
+        if problem is not None:
+            self.error(*problem)
+            # the legs of a rejected application take no sizes from it; they are not reported again
+            self.unifier.failed.update(leg.text for f in _factors(item) for axis in f.axes for leg in axis.names)
+            return None
+        factor = self.factor(inner[0])
+        if factor is None:
+            return None
+        applied = functions.apply(self.program, function, inner[0].tensor.text)
+        self.used.add(applied)
+        return Factor(applied, Kind.DEFINED, factor.axes)
+
+    def application_problem(self, item: ast.Apply, inner: list) -> tuple[Span, str] | None:
+        """Why ``f(...)`` is not an element-wise function of one tensor, with where; None if it is."""
+        function = item.function.text
+        if function in ("grad", "vjp", "jvp"):
+            return item.function.span, f"{function}(...) is a derivative form; it must be the whole right-hand side, with tensor names as arguments"
+        if not functions.known(function):
+            return item.function.span, (
+                f"unknown function '{function}'; the element-wise functions are {', '.join(functions.FUNCTIONS)} "
+                "(with primes for derivatives, relu'), and grad, vjp, jvp are derivative forms"
+            )
+        nested = next((i for i in inner if isinstance(i, ast.Apply)), None)
+        if nested is not None:
+            return nested.span, f"the argument of {function} cannot be another function; define {nested.function.text}(...) as a tensor first"
+        if len(item.argument) != 1 or len(inner) != 1 or item.argument[0].sign != 1:
+            return item.argument[0].span, (
+                f"the argument of {function} must be a single tensor with its legs, {function}(Z[...]), "
+                "not a product or a sum; define that expression as a tensor first"
+            )
+        name = inner[0].tensor.text
+        tensor = self.program.tensors.get(name)
+        if name == DELTA or tensor is not None and tensor.kind is Kind.PATTERN:
+            what = "the identity delta" if name == DELTA else f"the index pattern '{name}'"
+            return inner[0].tensor.span, f"{function} of {what}: an element-wise function applies to an input, param or defined tensor"
+        return None
 
     def factor_axis(self, axis: ast.Axis) -> tuple[str, ...]:
         """A factor's axis: its legs, or a :class:`Window` for ``S*o + D*k - P``."""
@@ -626,6 +669,9 @@ class Checker:
         """The network of a derivative form; None (and an error) if it cannot be taken."""
         function = call.function.text
         arity = {"grad": 2, "vjp": 3, "jvp": 3}.get(function)
+        if arity is None and functions.known(function):
+            self.error(call.span, f"{function} is an element-wise function of a tensor with its legs, {function}(A[...]), here inside an expression")
+            return None
         if arity is None:
             self.error(call.function.span, f"unknown function '{function}'; expected grad, vjp or jvp")
             return None
@@ -796,7 +842,7 @@ class Checker:
         if self.marked_outputs:
             self.program.outputs = [n for n in self.marked_outputs if n in self.program.definitions]
             return
-        self.program.outputs = [n for n in self.program.definitions if n not in self.used]
+        self.program.outputs = [n for n in self.program.definitions if n not in self.used and not self.program.tensors[n].function]
 
 
 def _index_names(statement: ast.Statement) -> set[str]:
@@ -804,8 +850,18 @@ def _index_names(statement: ast.Statement) -> set[str]:
     rhs = getattr(statement, "rhs", ())
     if isinstance(rhs, tuple):
         for term in rhs:
-            axes.extend(axis for _, item in term.items if isinstance(item, ast.Factor) for axis in item.axes)
+            for _, item in term.items:
+                axes.extend(axis for factor in _factors(item) for axis in factor.axes)
     return {leg.text for axis in axes for leg in axis.names}
+
+
+def _factors(item: object) -> list[ast.Factor]:
+    """The factors written in a term's item, inside function applications too."""
+    if isinstance(item, ast.Factor):
+        return [item]
+    if isinstance(item, ast.Apply):
+        return [f for term in item.argument for _, inner in term.items for f in _factors(inner)]
+    return []
 
 
 def _is_zero(terms: tuple[ast.Term, ...]) -> bool:

@@ -194,6 +194,27 @@ class _ToAst(Transformer):
                 items.append((op, child))
         return ast.Term(1, tuple(items), _span(tree))
 
+    def apply(self, tree: Tree) -> ast.Apply:
+        function, argument = tree.children
+        return ast.Apply(_name(function), argument, _span(tree))
+
+    def applied(self, tree: Tree) -> tuple[ast.Term, ...]:
+        """``f(...)``'s argument: a sum like the right-hand side's (its first item a factor)."""
+        head, *rest = tree.children
+        first = ast.Term(1, ((("*", head),)), _span(tree))
+        items = [first]
+        op = "*"
+        for child in rest:
+            if isinstance(child, Token) and child.type == "MULOP":
+                op = str(child)
+            elif isinstance(child, Token) and child.type == "SIGN":
+                op = child
+            elif isinstance(child, ast.Term):
+                items.append(ast.Term(-1 if op == "-" else 1, child.items, child.span))
+            else:
+                items[-1] = ast.Term(1, items[-1].items + ((op, child),), items[-1].span)
+        return tuple(items)
+
     def factor(self, tree: Tree) -> ast.Factor:
         name, axes = tree.children
         return ast.Factor(_name(name), axes, _span(tree))

@@ -20,6 +20,7 @@ class Tensor:
     axes: Axes  # the declared (or left-hand-side) legs, grouped into storage axes
     span: Span | None = None
     pattern: ConvPattern | None = None
+    function: str | None = None  # an element-wise application f(A): f of every entry (tnc.ir.functions)
 
     @property
     def legs(self) -> tuple[str, ...]:

@@ -24,6 +24,7 @@ from tnc.cost import model
 from tnc.cost.model import Cost, Size
 from tnc.ir.network import Factor, Kind, Term, Window
 from tnc.ir.program import Program
+from tnc.lowering.elementwise import application_cost
 from tnc.lowering.native import Native, native
 from tnc.lowering.plan import Plan, plan, planning_size
 from tnc.lowering.views import operand_view
@@ -219,7 +220,8 @@ def network_cost(program: Program, name: str, strategies: tuple[str, ...] = STRA
     size = size or program.size
     costs = [term_cost(program, term, network.legs, strategies, size) for term in network.terms]
     out = model.elements(network.legs, size)
-    return model.total(costs + [model.elementwise(out)] * max(len(costs) - 1, 0))
+    additions = [model.elementwise(out)] * max(len(costs) - 1, 0)
+    return model.total(costs + additions + [application_cost(program, name, size)])
 
 
 def describe(lowered: Lowered) -> str:

@@ -14,6 +14,7 @@ from tnc.ir.network import Axes, Factor, Kind, Network, Product, Term, Window, f
 from tnc.ir.program import Program
 from tnc.ir.validate import validate
 from tnc.passes.deltas import axis_deltas, eliminate_deltas
+from tnc.passes.elementwise import ChainError, through_applications
 from tnc.passes.expand import ExpansionError, expand
 from tnc.passes.fresh import Fresh
 
@@ -44,16 +45,23 @@ def _cut(network: Network, wrt: str, new_axes: Axes) -> list[Term]:
     return terms
 
 
+def _derivative_terms(program: Program, network: Network, wrt: str, new_axes: Axes, fresh: Fresh) -> list[Term]:
+    """The terms of d network / d wrt on the result axes ``network.axes + new_axes``: the cuts of
+    ``wrt`` in the expanded network, and the chain rule through element-wise applications."""
+    expanded = expand(program, network, fresh)
+    return _cut(expanded, wrt, new_axes) + through_applications(program, expanded, wrt, new_axes, fresh, _derivative_terms)
+
+
 def jacobian(program: Program, network: Network, wrt: str, fresh: Fresh) -> Network:
     """d network / d wrt: result legs are the network's, then a fresh copy of ``wrt``'s."""
     if program.tensors[wrt].kind not in (Kind.INPUT, Kind.PARAM):
         raise DerivativeError(f"can only differentiate with respect to an input or param, and '{wrt}' is neither")
-    try:
-        expanded = expand(program, network, fresh)
-    except ExpansionError as error:
-        raise DerivativeError(str(error)) from None
     new_axes = variable_axes(program, wrt, fresh)
-    result = Network(network.axes + new_axes, _cut(expanded, wrt, new_axes))
+    try:
+        terms = _derivative_terms(program, network, wrt, new_axes, fresh)
+    except (ExpansionError, ChainError) as error:
+        raise DerivativeError(str(error)) from None
+    result = Network(network.axes + new_axes, terms)
     return replace(eliminate_deltas(program, result), cut=flatten(new_axes))
 
 

@@ -48,7 +48,7 @@ def expand(program: Program, network: Network, fresh: Fresh) -> Network:
     for term in network.terms:
         partial: list[tuple[object, list[Factor]]] = [(term.coefficient, [])]
         for factor in term.product:
-            if factor.kind is not Kind.DEFINED:
+            if factor.kind is not Kind.DEFINED or program.tensors[factor.tensor].function:  # f(A) is opaque
                 partial = [(c, fs + [factor]) for c, fs in partial]
                 continue
             if factor.tensor not in program.definitions:

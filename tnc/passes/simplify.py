@@ -49,7 +49,7 @@ def simplify(program: Program, rules: tuple[Rule, ...] = RULES, limit: int = 10_
         program.interfaces.setdefault(output, uses.interface(output))
     known = set(program.tensors)
     numeric = numeric_size(program)
-    for name in list(program.definitions):
+    for name in [n for n in program.definitions if not program.tensors[n].function]:  # f(A) stays f(A)
         before = network_cost(program, name, size=numeric)
         while len(log) < limit:
             for rule in rules:

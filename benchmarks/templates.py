@@ -73,7 +73,7 @@ def transpose(dim: int) -> str:
 
 def factor(dim: int, reduce: bool) -> str:
     """The KFC (``reduce=False``) or KFAC-reduce input factor ``A[(c k), (c' k')]``."""
-    i, k = _axes(dim, "i"), _axes(dim, "k")
+    i = _axes(dim, "i")
     lines = _header(dim) + [f"input X[n, c, {i}]"]
     outputs = "*".join(f"((I{d} + 2*P - L*(K - 1) - 1)/S + 1)" for d in range(1, dim + 1))
     coefficient = f"(1/(N*({outputs})**2))" if reduce else "(1/N)"

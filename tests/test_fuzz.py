@@ -18,7 +18,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 

@@ -93,7 +93,7 @@ def value(name: str) -> Value:
         return Value(base, order, code=f"1 / {power}" if scale == 1 else f"{scale} / {power}")
     if base == "sqrt":
         scale = prod((sympy.Rational(1, 2) - j for j in range(order)), start=sympy.Integer(1))
-        power = "" if order == 1 else f" / {{x}}" if order == 2 else f" / {{x}} ** {order - 1}"
+        power = "" if order == 1 else " / {x}" if order == 2 else f" / {{x}} ** {order - 1}"
         return Value(base, order, code=f"{float(scale)!r} / {{s}}{power}", uses="sqrt")
     if base == "softplus":  # softplus' = sigmoid
         inner = value("sigmoid" + "'" * (order - 1))

@@ -48,11 +48,12 @@ def plan(operands: list[tuple[str, ...]], output: tuple[str, ...], sizes: dict[s
     if len(operands) == 1:
         path: list[tuple[int, ...]] = [(0,)]
     else:
+        path, reduced = _reductions(operands, output)
         symbols = {leg: opt_einsum.get_symbol(i) for i, leg in enumerate(sorted(all_legs))}
-        equation = ",".join("".join(symbols[l] for l in legs) for legs in operands) + "->" + "".join(symbols[l] for l in output)
-        shapes = [tuple(sizes[l] for l in legs) for legs in operands]
-        optimizer = "dp" if len(operands) <= 16 else "greedy"
-        path, _ = opt_einsum.contract_path(equation, *shapes, shapes=True, optimize=optimizer)
+        equation = ",".join("".join(symbols[l] for l in legs) for legs in reduced) + "->" + "".join(symbols[l] for l in output)
+        shapes = [tuple(sizes[l] for l in legs) for legs in reduced]
+        optimizer = "dp" if len(reduced) <= 16 else "greedy"
+        path += opt_einsum.contract_path(equation, *shapes, shapes=True, optimize=optimizer)[0]
     steps, current, total = [], list(operands), 0
     for number, positions in enumerate(path):
         positions = tuple(sorted(positions))
@@ -68,3 +69,20 @@ def plan(operands: list[tuple[str, ...]], output: tuple[str, ...], sizes: dict[s
         total += flops
         current = rest + [result]
     return Plan(tuple(steps), total, naive)
+
+
+def _reductions(operands: list[tuple[str, ...]], output: tuple[str, ...]) -> tuple[list[tuple[int, ...]], list[tuple[str, ...]]]:
+    """Steps that first sum each operand over the legs only it carries (opt_einsum leaves them to
+    the pairwise step, where they would multiply its cost), and the operands that are left."""
+    path, current = [], list(operands)
+    changed = True
+    while changed:
+        changed = False
+        for position, legs in enumerate(current):
+            others = set(output).union(*(other for p, other in enumerate(current) if p != position))
+            if set(legs) - others:
+                path.append((position,))
+                current = current[:position] + current[position + 1 :] + [tuple(dict.fromkeys(l for l in legs if l in others))]
+                changed = True
+                break
+    return path, current

@@ -468,35 +468,47 @@ def _padded_input(expr: str, ordered: list[Axis]) -> tuple[str, bool]:
     return _pad(expr, ordered, lambda a: a.pads), False
 
 
-def _forward(program: Program, canonical: Canonical, name: Name, show: Show) -> Native | None:
-    """Y[batch, (g d), o..] = X[batch, (g c), i..] * P.. * W[(g d), c, k..]: F.conv{D}d."""
-    match = _conv(program, canonical, ("X", "W", "Y"))
+def _matched(program: Program, canonical: Canonical, sides: str, name: Name, show: Show) -> tuple[ConvMatch, list[str], str, str] | None:
+    """A convolution-like match whose operands are ``sides[:2]`` and result ``sides[2]``, with both
+    operands arranged in the kernel's layout; ``copies`` collects those that needed a copy."""
+    match = _conv(program, canonical, tuple(sides))
     if match is None:
         return None
     copies: list[str] = []
-    x, w = (_arranged(program, match, side, name, show, copies) for side in "XW")
-    if x is None or w is None:
+    first, second = (_arranged(program, match, side, name, show, copies) for side in sides[:2])
+    if first is None or second is None:
         return None
+    return match, copies, first, second
+
+
+def _native_conv(program: Program, canonical: Canonical, match: ConvMatch, side: str, lines: list[str], why: str, copies: list[str], show: Show) -> Native:
+    """``lines`` compute the kernel's result, then it is arranged as the product's result ``side``."""
+    lines = lines + _to_result(program, VALUE, match.groups[side], canonical, show)
+    return Native(lines, VALUE, why + _notes(canonical, copies), tuple(copies + _permutes(match.groups[side], canonical)))
+
+
+def _forward(program: Program, canonical: Canonical, name: Name, show: Show) -> Native | None:
+    """Y[batch, (g d), o..] = X[batch, (g c), i..] * P.. * W[(g d), c, k..]: F.conv{D}d."""
+    found = _matched(program, canonical, "XWY", name, show)
+    if found is None:
+        return None
+    match, copies, x, w = found
     ordered = [s.axis for s in match.spatial]
     dims = len(ordered)
     x, symmetric = _padded_input(x, ordered)
     value = VALUE
     call = f"torch.nn.functional.conv{dims}d({x}, {w}, {_conv_args(ordered, match.count, symmetric)})"
     tensors = [match.operands[side].factor.tensor for side in "XW"]
-    why = f"native conv{dims}d: the product is exactly a convolution of {tensors[0]} with {tensors[1]}{_notes(canonical, copies)}"
-    lines = [f"{value} = {call}", *_to_result(program, value, match.groups["Y"], canonical, show)]
-    return Native(lines, value, why, tuple(copies + _permutes(match.groups["Y"], canonical)))
+    why = f"native conv{dims}d: the product is exactly a convolution of {tensors[0]} with {tensors[1]}"
+    return _native_conv(program, canonical, match, "Y", [f"{value} = {call}"], why, copies, show)
 
 
 def _input_vjp(program: Program, canonical: Canonical, name: Name, show: Show) -> Native | None:
     """X[batch, (g c), i..] = Y[batch, (g d), o..] * P.. * W[(g d), c, k..]: F.conv_transpose{D}d."""
-    match = _conv(program, canonical, ("Y", "W", "X"))
-    if match is None:
+    found = _matched(program, canonical, "YWX", name, show)
+    if found is None:
         return None
-    copies: list[str] = []
-    y, w = (_arranged(program, match, side, name, show, copies) for side in "YW")
-    if y is None or w is None:
-        return None
+    match, copies, y, w = found
     ordered = [s.axis for s in match.spatial]
     dims = len(ordered)
     value = VALUE
@@ -516,21 +528,17 @@ def _input_vjp(program: Program, canonical: Canonical, name: Name, show: Show) -
             lines.append(f"{value} = torch.nn.functional.pad({value}, {_tuple([0, 0] * (dims - 1 - position) + [0, left + size - f])})")
         if left or f > left + size:
             lines.append(f"{value} = {value}.narrow({2 + position}, {left}, {size})")
-    lines += _to_result(program, value, match.groups["X"], canonical, show)
     tensors = [match.operands[side].factor.tensor for side in "YW"]
-    why = f"native conv_transpose{dims}d: the product is exactly the transpose convolution of {tensors[0]} with {tensors[1]}{_notes(canonical, copies)}"
-    return Native(lines, value, why, tuple(copies + _permutes(match.groups["X"], canonical)))
+    why = f"native conv_transpose{dims}d: the product is exactly the transpose convolution of {tensors[0]} with {tensors[1]}"
+    return _native_conv(program, canonical, match, "X", lines, why, copies, show)
 
 
 def _weight_vjp(program: Program, canonical: Canonical, name: Name, show: Show) -> Native | None:
     """W[(g d), c, k..] = X[batch, (g c), i..] * P.. * Y[batch, (g d), o..]: the weight gradient."""
-    match = _conv(program, canonical, ("X", "Y", "W"))
-    if match is None:
+    found = _matched(program, canonical, "XYW", name, show)
+    if found is None:
         return None
-    copies: list[str] = []
-    x, y = (_arranged(program, match, side, name, show, copies) for side in "XY")
-    if x is None or y is None:
-        return None
+    match, copies, x, y = found
     ordered = [s.axis for s in match.spatial]
     dims = len(ordered)
     x, symmetric = _padded_input(x, ordered)
@@ -538,9 +546,8 @@ def _weight_vjp(program: Program, canonical: Canonical, name: Name, show: Show) 
     shape = _tuple([show(out), show(inner)] + [a.sizes[2] for a in ordered])
     value = VALUE
     call = f"torch.nn.grad.conv{dims}d_weight({x}, {shape}, {y}, {_conv_args(ordered, match.count, symmetric)})"
-    lines = [f"{value} = {call}", *_to_result(program, value, match.groups["W"], canonical, show)]
-    why = f"native conv{dims}d weight gradient: the product is exactly the weight VJP of a convolution{_notes(canonical, copies)}"
-    return Native(lines, value, why, tuple(copies + _permutes(match.groups["W"], canonical)))
+    why = f"native conv{dims}d weight gradient: the product is exactly the weight VJP of a convolution"
+    return _native_conv(program, canonical, match, "W", [f"{value} = {call}"], why, copies, show)
 
 
 # --------------------------------------------------------------------------- unfold, fold, pooling

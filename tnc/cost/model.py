@@ -21,6 +21,8 @@ from typing import Callable, Iterable, Union
 
 import sympy
 
+from tnc.ir.sizes import at
+
 Count = Union[int, sympy.Expr]
 Size = Callable[[str], Count]  # the size of a leg
 
@@ -96,9 +98,7 @@ def elementwise(count: Count, flops_each: int = 1) -> Cost:
 
 def number(count: Count) -> int:
     """A count as an integer, free sizes counted as :data:`PLANNING_SIZE`."""
-    if isinstance(count, int):
-        return count
-    return int(sympy.sympify(count).xreplace({s: sympy.Integer(PLANNING_SIZE) for s in count.free_symbols}))
+    return count if isinstance(count, int) else at(sympy.sympify(count), PLANNING_SIZE)
 
 
 def time(cost: Cost) -> int:

@@ -89,7 +89,7 @@ def at(expr: sympy.Expr, value: int) -> int:
     """``expr`` as an integer with every free symbol set to ``value`` (the planning size)."""
     if expr.is_Integer:
         return int(expr)
-    return int(expr.subs({s: value for s in expr.free_symbols}))
+    return int(expr.xreplace({s: sympy.Integer(value) for s in expr.free_symbols}))
 
 
 @lru_cache(maxsize=_CACHE)

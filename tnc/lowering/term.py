@@ -151,11 +151,6 @@ def _view_copies(program: Program, factor: Factor, size: Size) -> Cost:
     return view + model.copy(prod(extents, start=1)) if padded else view
 
 
-def _delta(program: Program, factor: Factor, size: Size) -> Cost:
-    """``torch.eye`` of a delta, reshaped where its axes are grouped."""
-    return model.copy(model.elements(factor.legs, size))
-
-
 def price(program: Program, lowered: Lowered, size: Size | None = None) -> Cost:
     """What the code for ``lowered`` costs (symbolic in free sizes unless ``size`` says otherwise)."""
     size = size or program.size
@@ -178,7 +173,7 @@ def price(program: Program, lowered: Lowered, size: Size | None = None) -> Cost:
         views = set()  # generated code takes the same view of a tensor once (tnc.lowering.views)
         for factor in lowered.factors:
             if factor.kind is Kind.DELTA:
-                cost = cost + _delta(program, factor, size)
+                cost = cost + model.copy(model.elements(factor.legs, size))  # torch.eye
                 continue
             view = operand_view(program, factor, factor.tensor, str)
             if view not in views:

@@ -553,3 +553,26 @@ def test_coefficients_never_change_the_arguments(text):
     function(**wanted)
     for name, tensor in wanted.items():
         assert torch.equal(tensor, before[name]), name
+
+
+LETTERS = [  # (legs in order of first appearance, expected letters)
+    (["i1", "i2", "k1", "k2"], "ijkl"),
+    (["m2", "o1", "n", "o2"], "monp"),  # n keeps its letter although m2 and o1 come first
+    (["k1", "i1", "i2", "i3", "k2"], "kijlm"),  # every initial is claimed before a fallback
+    (["n'", "n", "c"], "onc"),  # a one-letter index has priority over n'
+    (["_a", "b"], "ab"),  # no letter initial: the first free letter
+]
+
+
+@pytest.mark.parametrize(("legs", "letters"), LETTERS)
+def test_einsum_letters_read_like_the_file(legs: list[str], letters: str) -> None:
+    from tnc.codegen.names import einsum_letters
+
+    assert "".join(einsum_letters(legs).values()) == letters
+
+
+@pytest.mark.parametrize("file", ["kfc.tn", "kfac_reduce.tn", "conv2d.tn", "ggn_gram.tn"])
+def test_einsum_target_keeps_the_batch_letter(file: str, capsys) -> None:
+    assert main(["compile", str(ROOT / "examples" / file), "--target", "einsum"]) == 0
+    equations = [line for line in capsys.readouterr().out.splitlines() if "einsum(" in line]
+    assert equations and all('einsum("n' in line or ',n' in line for line in equations), equations

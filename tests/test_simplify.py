@@ -660,6 +660,16 @@ def test_simplify_writes_the_output_file_which_reparses(file: str, tmp_path: Pat
     assert_same_numbers(compile_source(example(file), file, sizes), compile_source(text, str(out), sizes))
 
 
+@pytest.mark.parametrize("file", ["kfac_reduce.tn", "conv2d.tn"])
+def test_explain_with_output_file_reaches_the_terminal(file: str, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "simplified.tn"
+    assert main(["simplify", str(EXAMPLES / file), "--explain", "-o", str(out)]) == 0
+    captured = capsys.readouterr()
+    report = [f"# {line}" for line in captured.err.splitlines()]
+    assert captured.out == "" and report and report[0].startswith("# tnc simplify ")
+    assert out.read_text().splitlines()[: len(report)] == report  # the same text heads the file
+
+
 def test_compile_no_simplify_keeps_the_patterns(tmp_path: Path) -> None:
     kept, default = tmp_path / "kept.py", tmp_path / "default.py"
     source = str(EXAMPLES / "resnet_shortcut.tn")

@@ -98,7 +98,10 @@ def run(args: argparse.Namespace) -> None:
         from tnc.passes.simplify import explain, simplify
 
         log = simplify(program)
-        write_output(to_tn(program, explain(log, program.source.name) if args.explain else None), args.output)
+        report = explain(log, program.source.name) if args.explain else None
+        if report is not None and args.output is not None:
+            print(report, file=sys.stderr)  # the file gets it as its header; the terminal too
+        write_output(to_tn(program, report), args.output)
     elif args.command == "derive":
         from tnc.codegen.tn import to_tn
         from tnc.frontend.parser import is_tensor_name

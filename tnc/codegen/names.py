@@ -14,21 +14,25 @@ class TooManyIndices(ValueError):
 
 
 def einsum_letters(legs: Iterable[str]) -> dict[str, str]:
-    """One letter per distinct leg, in order of first appearance: the leg's initial if it is free,
-    else the next free letter after it (``i1, i2`` become ``i, j``)."""
-    legs = list(legs)
+    """One letter per distinct leg, so that the equation reads like the file: a one-letter index
+    keeps its letter; then, in order of first appearance, every other index takes its own initial
+    while that is free; the rest take the next free letter after their initial (``i1, i2`` become
+    ``i, j``). Claiming all initials before the fallback keeps ``n`` from being taken by ``m2``."""
+    order = list(dict.fromkeys(legs))
+    if len(order) > len(LETTERS):
+        raise TooManyIndices(f"{len(order)} distinct indices in one einsum, but torch.einsum has only the 52 letters a-z, A-Z")
     letters: dict[str, str] = {}
-    taken: set[str] = set()
-    for leg in legs:
-        if leg in letters:
-            continue
-        start = LETTERS.index(leg[0]) if leg[0] in LETTERS else 0
-        letter = next((c for c in LETTERS[start:] + LETTERS[:start] if c not in taken), None)
-        if letter is None:
-            raise TooManyIndices(f"{len(set(legs))} distinct indices in one einsum, but torch.einsum has only the 52 letters a-z, A-Z")
-        letters[leg] = letter
-        taken.add(letter)
-    return letters
+    for wanted in (lambda leg: len(leg) == 1, lambda leg: True):
+        for leg in order:
+            if leg not in letters and leg[0] in LETTERS and wanted(leg) and leg[0] not in letters.values():
+                letters[leg] = leg[0]
+    taken = set(letters.values())
+    for leg in order:
+        if leg not in letters:
+            start = LETTERS.index(leg[0]) if leg[0] in LETTERS else 0
+            letters[leg] = next(c for c in LETTERS[start:] + LETTERS[:start] if c not in taken)
+            taken.add(letters[leg])
+    return {leg: letters[leg] for leg in order}
 
 
 class Namer:

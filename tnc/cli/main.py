@@ -99,9 +99,9 @@ def run(args: argparse.Namespace) -> None:
 
         log = simplify(program)
         report = explain(log, program.source.name) if args.explain else None
-        if report is not None and args.output is not None:
-            print(report, file=sys.stderr)  # the file gets it as its header; the terminal too
         write_output(to_tn(program, report), args.output)
+        if report is not None and args.output is not None:
+            print(report, file=sys.stderr)  # the file has it as its header; the terminal too
     elif args.command == "derive":
         from tnc.codegen.tn import to_tn
         from tnc.frontend.parser import is_tensor_name

@@ -15,6 +15,7 @@ from lark.exceptions import (
 from tnc.errors import Diagnostic, Source, Span, TncError
 from tnc.frontend import ast
 from tnc.frontend.grammar import lark_parser
+from tnc.frontend.slips import hint
 from tnc.limits import MAX_DIGITS, MAX_NESTING
 
 KEYWORDS = frozenset({"size", "index", "input", "param", "pattern", "output"})
@@ -284,6 +285,10 @@ def _syntax_error(source: Source, error: UnexpectedInput) -> TncError:
             length = len(token)
         if expected:
             message += "; expected " + (expected[0] if len(expected) == 1 else "one of " + ", ".join(expected))
+        slip = None if message.endswith("cannot be used as a name") else hint(source.text, token, _acceptable(error))
+        if slip is not None:
+            (span, message) = slip
+            return TncError(source, [Diagnostic(span, message)])
     return TncError(source, [Diagnostic(Span(line, column, length), message)])
 
 

@@ -6,7 +6,7 @@ TNC    := $(VENV)/bin/tnc
 STAMP  := $(VENV)/.installed
 OUT    := out
 
-.PHONY: install demo test bench lint clean
+.PHONY: install demo test bench docs lint clean
 
 install: $(STAMP)
 
@@ -40,10 +40,14 @@ bench: install
 	  echo "warning: the bench extra (matplotlib, einconv) did not install: no plots, no einconv baseline"
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
 
+# make docs: the documentation site in site/ (mkdocs, strict: a broken link or page is an error)
+docs: install
+	$(PY) -m mkdocs build --strict --site-dir site
+
 lint: install
 	$(PY) -m compileall -q tnc tests examples
 	@for f in examples/*.tn; do $(TNC) check $$f > /dev/null || exit 1; done
 
 clean:
-	rm -rf $(OUT) build dist *.egg-info .pytest_cache .hypothesis
+	rm -rf $(OUT) site build dist *.egg-info .pytest_cache .hypothesis
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -81,3 +81,12 @@ def test_every_rule_is_documented():
     table = (ROOT / "docs" / "rewrites.md").read_text()
     for rule in RULES:
         assert f"| `{rule.name}` |" in table, rule.name
+
+
+def test_site_builds_strictly(tmp_path):
+    """`make docs`: mkdocs builds every page in strict mode (a broken link or missing page fails)."""
+    command = [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    for page in ("index.html", "language/index.html", "cookbook/kfc/index.html", "benchmarks/results/index.html"):
+        assert (tmp_path / "site" / page).is_file(), page

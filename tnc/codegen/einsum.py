@@ -53,6 +53,8 @@ def _sizes(program: Program, axes: Axes) -> list[str]:
 
 
 def _expression(program: Program, factor: Factor) -> str:
+    if factor.kind is Kind.DELTA and len(factor.axes) == 1:
+        return f"torch.ones({program.axis_size(factor.axes[0])})"
     if factor.kind is Kind.DELTA:
         size = program.axis_size(factor.axes[0])
         dims = ", ".join(str(program.size(leg)) for axis in factor.axes for leg in axis)

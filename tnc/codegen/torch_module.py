@@ -258,6 +258,11 @@ class TorchGenerator:
 
     def operand(self, factor: Factor, anchor: str | None) -> str:
         """The variable holding a factor with one axis per leg (a view of a grouped tensor)."""
+        if factor.kind is Kind.DELTA and len(factor.axes) == 1:
+            variable = self.new_temp()
+            size = self.expr(self.program.axis_size(factor.axes[0]))
+            self.lines.append(f"    {variable} = torch.ones({size}, {self.device_dtype(anchor)})")
+            return variable
         if factor.kind is Kind.DELTA:
             size = self.expr(self.program.axis_size(factor.axes[0]))
             variable = self.new_temp()
@@ -285,7 +290,9 @@ class TorchGenerator:
             for line in lowered.native.lines:
                 out(f"    {line}")
             self.fresh.add(lowered.native.value)
-            return self.scaled(lowered.native.value, coefficient)
+            return self.broadcast(lowered, self.scaled(lowered.native.value, coefficient))
+        if lowered.strategy == "scalar":
+            return self.broadcast(lowered, f"torch.full((), {self.expr(coefficient)}, {self.device_dtype(anchor)})")
         value = None
         if lowered.plan is not None:
             variables = [self.operand(f, anchor) for f in lowered.factors]
@@ -308,7 +315,7 @@ class TorchGenerator:
             if lowered.embeds and not set(target) <= carried:  # broadcast over legs only the identities carry
                 value += "[" + ", ".join(":" if leg in carried else "None" for leg in target) + "]"
         if not lowered.embeds:
-            return self.scaled(value, coefficient)
+            return self.broadcast(lowered, self.scaled(value, coefficient))
         diagonal, legs = "", list(result_legs)
         for a, b in lowered.embeds:
             diagonal += f".diagonal(0, {legs.index(a)}, {legs.index(b)})"
@@ -322,6 +329,14 @@ class TorchGenerator:
             scale = "" if coefficient == 1 else f"{self.expr_atom(coefficient)} * "
             out(f"    {full}{diagonal}.copy_({scale}{value})")
         return full
+
+    def broadcast(self, lowered, value: str) -> str:
+        """``value`` (on the term's target legs) as a view over all its result legs."""
+        if not lowered.broadcast:
+            return value
+        index = ", ".join(":" if leg in lowered.target else "None" for leg in lowered.legs)
+        shape = ", ".join(self.expr(self.program.size(leg)) for leg in lowered.legs)
+        return f"{value}[{index}].expand({shape})"
 
     def emit_public(self, name: str) -> None:
         args = self.uses.dependencies(name)

@@ -20,7 +20,7 @@ from tnc.ir.pattern import ConvPattern
 from tnc.ir.program import Program, Tensor
 from tnc.ir.sizes import quotient, same
 from tnc.limits import MAX_CHAIN, MAX_EXPONENT, MAX_VALUE
-from tnc.passes.deltas import DELTA
+from tnc.passes.deltas import DELTA, ones
 from tnc.passes.derive import DerivativeError, jacobian, jvp, vjp
 from tnc.passes.fresh import primed, tidy
 
@@ -437,16 +437,10 @@ class Checker:
             if leg.text not in everywhere:
                 self.error(leg.span, f"index '{leg.text}' on the left side is carried by no factor on the right")
                 ok = False
-        for position, (term, legs) in enumerate(zip(eq.rhs, carried), start=1):
-            missing = [leg.text for leg in lhs_legs if leg.text not in legs and leg.text in everywhere]
-            if missing:
-                open_here = [leg.text for leg in lhs_legs if leg.text in legs]
-                self.error(
-                    term.span,
-                    f"term {position} has open legs [{', '.join(open_here)}] but the left side has "
-                    f"[{', '.join(leg.text for leg in lhs_legs)}] (missing {', '.join(missing)})",
-                )
-                ok = False
+        for term, legs in zip(terms, carried):  # broadcasting: the legs a term lacks carry ones
+            for leg in lhs_legs:
+                if leg.text not in legs:
+                    term.product.add(ones(leg.text))
         if ok:
             self.program.definitions[eq.name.text] = Network(tensor.axes, terms)
         if eq.output:
@@ -477,9 +471,6 @@ class Checker:
                     ok = False
                 else:
                     coefficient = value
-        if not factors and ok:
-            self.error(term.span, "a term needs at least one tensor factor")
-            return None
         return Term(coefficient, Product(factors)) if ok else None
 
     def factor(self, item: ast.Factor) -> Factor | None:
@@ -573,9 +564,13 @@ class Checker:
         return Window(names[0], names[1], stride, dilation, padding)
 
     def delta(self, item: ast.Factor) -> Factor | None:
-        """The built-in identity ``delta[a, b]``: 1 where its two axes agree, which must match in size."""
+        """The built-in identity ``delta[a, b]``: 1 where its two axes agree, which must match in
+        size; ``delta[a]``, the copy tensor with one leg, is 1 everywhere (what broadcasting adds)."""
+        if len(item.axes) == 1 and len(item.axes[0].names) == 1 and item.axes[0].window is None:
+            self.unifier.use(item.axes[0].names[0].text, item.axes[0].span)
+            return ones(item.axes[0].names[0].text)
         if len(item.axes) != 2:
-            self.error(item.span, f"delta takes two legs (or grouped legs), but {len(item.axes)} are given here")
+            self.error(item.span, f"delta takes two legs (or grouped legs), or one leg (ones), but {len(item.axes)} are given here")
             return None
         first, second = item.axes
         for leg in first.names + second.names:
@@ -659,7 +654,8 @@ class Checker:
                     for leg in axis:
                         self.unifier.use(leg.text, span)
                 if factor.kind is Kind.DELTA:
-                    self.slots.append(_Slot(names[1], factor.axes[0], DELTA, span))
+                    if len(names) == 2:
+                        self.slots.append(_Slot(names[1], factor.axes[0], DELTA, span))
                     continue
                 for axis, mine, declared in zip(names, factor.axes, self.program.tensors[factor.tensor].axes):
                     if not isinstance(mine, Window):

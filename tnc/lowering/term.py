@@ -37,7 +37,7 @@ STRATEGIES = ("native", "window")  # the lowerings tried besides plain einsum st
 class Lowered:
     """One term as the generated code computes it."""
 
-    strategy: str  # "native", "window", "einsum", or "embed" (identities alone)
+    strategy: str  # "native", "window", "einsum", "embed" (identities alone) or "scalar" (no factor)
     coefficient: sympy.Expr
     embeds: tuple[tuple[str, str], ...]  # identities emitted as diagonal embeddings
     target: tuple[str, ...]  # the legs the contraction produces (embedded pairs folded to one)
@@ -46,6 +46,7 @@ class Lowered:
     native: Native | None = None
     windows: tuple[str, ...] = ()  # the patterns read as windows
     plan: Plan | None = None
+    broadcast: tuple[str, ...] = ()  # result legs the term is broadcast over (a view, no copy)
 
     @property
     def carried(self) -> tuple[str, ...]:
@@ -63,7 +64,7 @@ def split_deltas(factors: list[Factor], result_legs: tuple[str, ...]) -> tuple[l
     embeds: list[tuple[str, str]] = []
     rest = list(factors)
     for factor in factors:
-        if factor.kind is not Kind.DELTA or any(len(axis) != 1 for axis in factor.axes):
+        if factor.kind is not Kind.DELTA or len(factor.axes) != 2 or any(len(axis) != 1 for axis in factor.axes):
             continue
         a, b = factor.legs
         if a == b or a not in result_legs or b not in result_legs:
@@ -75,6 +76,17 @@ def split_deltas(factors: list[Factor], result_legs: tuple[str, ...]) -> tuple[l
         rest = [f.renamed({b: a}) for f in rest]
         embeds.append((a, b))
     return embeds, rest
+
+
+def split_broadcast(factors: list[Factor], legs: tuple[str, ...]) -> tuple[tuple[str, ...], list[Factor]]:
+    """The result legs only a ones factor carries (the term is broadcast over them), and the rest."""
+    def only(factor: Factor) -> bool:
+        return factor.kind is Kind.DELTA and len(factor.axes) == 1 and factor.legs[0] in legs and all(
+            factor.legs[0] not in f.legs for f in factors if f is not factor
+        )
+
+    broadcast = tuple(leg for leg in legs if any(only(f) and f.legs[0] == leg for f in factors))
+    return broadcast, [f for f in factors if not only(f)]
 
 
 def _planned(program: Program, factors: list[Factor], target: tuple[str, ...]) -> Plan:
@@ -95,12 +107,13 @@ def candidates(
     """Every way the PyTorch target can compute ``term`` (result ``legs``); a native kernel, where
     one matches, is the only one. ``name``, ``temp`` and ``show`` spell a native call."""
     embeds, rest = split_deltas(list(term.product.factors), legs)
-    target = list(legs)
+    broadcast, rest = split_broadcast(rest, legs) if not embeds else ((), rest)
+    target = [leg for leg in legs if leg not in broadcast]
     for a, b in embeds:
         target = [leg for leg in target if leg not in (a, b)] + [a]
-    base = dict(coefficient=program.concrete(term.coefficient), embeds=tuple(embeds), target=tuple(target), legs=legs)
+    base = dict(coefficient=program.concrete(term.coefficient), embeds=tuple(embeds), target=tuple(target), legs=legs, broadcast=broadcast)
     if not rest:
-        return [Lowered("embed", factors=(), **base)]
+        return [Lowered("embed" if embeds else "scalar", factors=(), **base)]
     if not embeds and "native" in strategies:
         call = native(program, rest, tuple(target), name, temp, show)
         if call is not None:  # one kernel call that multiplies no zeros: nothing else is cheaper
@@ -180,7 +193,7 @@ def price(program: Program, lowered: Lowered, size: Size | None = None) -> Cost:
                 views.add(view)
                 cost = cost + _view_copies(program, factor, size)
         cost = cost + _steps(lowered.factors, lowered.plan, size)
-    out = model.elements(lowered.legs, size)
+    out = model.elements(lowered.target if lowered.broadcast else lowered.legs, size)
     if lowered.embeds:
         cost = cost + model.copy(out)
     elif lowered.coefficient != 1:
@@ -230,6 +243,10 @@ def describe(lowered: Lowered) -> str:
         parts.append("strategy einsum: pairwise steps in the order opt_einsum planned")
     if lowered.plan is not None:
         parts.append(f"path [{', '.join(str(p) for p in lowered.plan.path())}]")
+    if lowered.broadcast:
+        parts.append(f"broadcast over {', '.join(lowered.broadcast)} (a view)")
+    if lowered.strategy == "scalar":
+        parts.append("a scalar")
     if lowered.embeds:
         parts.append(f"the identities {', '.join(f'delta[{a}, {b}]' for a, b in lowered.embeds)} as a diagonal embedding")
     return "; ".join(parts)

@@ -36,7 +36,10 @@ def network_text(network: Network) -> str:
         if negative:
             coefficient = -coefficient
         factors = " * ".join(factor_text(f) for f in term.product)
-        scale = "" if coefficient == 1 else (f"{coefficient} * " if coefficient.is_Integer else f"({coefficient}) * ")
+        if not factors:  # a scalar term, broadcast over every result leg
+            scale = f"{coefficient}" if coefficient.is_Integer or coefficient.is_Symbol else f"({scalar_text(coefficient)})"
+        else:
+            scale = "" if coefficient == 1 else (f"{coefficient} * " if coefficient.is_Integer else f"({coefficient}) * ")
         sign = ("-" if negative else "") if position == 0 else (" - " if negative else " + ")
         parts.append(f"{sign}{scale}{factors}")
     return "".join(parts)

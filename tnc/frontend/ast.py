@@ -28,6 +28,14 @@ class Symbol:
 
 
 @dataclass(frozen=True)
+class IndexSize:
+    """``|o1|``: the size of an index, inferred or declared."""
+
+    index: str
+    span: Span
+
+
+@dataclass(frozen=True)
 class BinOp:
     op: str  # one of + - * / **
     left: "Scalar"
@@ -41,7 +49,7 @@ class Neg:
     span: Span
 
 
-Scalar = Union[Number, Symbol, BinOp, Neg]
+Scalar = Union[Number, Symbol, IndexSize, BinOp, Neg]
 
 
 @dataclass(frozen=True)

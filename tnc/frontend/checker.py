@@ -151,6 +151,7 @@ class Checker:
         self.copy_of: dict[str, str] = {}  # a fresh index -> the written index it copies
         self.seeds_used: set[str] = set()  # tensors used as vjp/jvp seeds
         self.seed_checks: list[tuple[ast.Name, tuple, str]] = []
+        self.placeholders: dict[sympy.Symbol, ast.IndexSize] = {}  # |i| -> where it was first written
 
     def error(self, span: Span, message: str, *notes: Note) -> None:
         self.errors.append(Diagnostic(span, message, tuple(notes)))
@@ -163,6 +164,8 @@ class Checker:
                 self.error(node.span, f"{what} must be an integer, not {node.text}")
                 return None
             return self.bounded(sympy.Rational(node.text) if "." in node.text else sympy.Integer(node.text), node.span)
+        if isinstance(node, ast.IndexSize):
+            return self.index_size(node)
         if isinstance(node, ast.Symbol):
             if node.name in self.program.symbols:
                 return self.program.symbols[node.name]
@@ -187,6 +190,36 @@ class Checker:
         if integer and node.op == "/":  # sizes divide with floor, like Python's //
             result = sympy.floor(result)
         return self.bounded(result, node.span)
+
+    def index_size(self, node: ast.IndexSize) -> sympy.Expr:
+        """``|i|``: a placeholder, replaced by the size of ``i`` once sizes are inferred."""
+        placeholder = sympy.Symbol(f"|{node.index}|", positive=True, integer=True)
+        self.placeholders.setdefault(placeholder, node)
+        return placeholder
+
+    def resolve_index_sizes(self) -> None:
+        """Replace every ``|i|`` by the size of ``i`` in sizes, index sizes and coefficients."""
+        if not self.placeholders:
+            return
+        values: dict[sympy.Symbol, sympy.Expr] = {}
+        for placeholder, node in self.placeholders.items():
+            size = self.program.index_sizes.get(node.index)
+            if size is None:
+                if node.index not in self.unifier.first_use:
+                    self.error(node.span, f"|{node.index}| is the size of an index, but no factor or declaration uses index '{node.index}'")
+                continue
+            values[placeholder] = size
+        for _ in range(len(values) + 1):  # a size may name another |j|
+            values = {p: v.xreplace(values) for p, v in values.items()}
+        for placeholder, value in values.items():
+            if value.free_symbols & set(self.placeholders):
+                self.error(self.placeholders[placeholder].span, f"the size |{self.placeholders[placeholder].index}| depends on itself")
+                return
+        self.program.bindings = {s: v.xreplace(values) for s, v in self.program.bindings.items()}
+        self.program.index_sizes = {i: v.xreplace(values) for i, v in self.program.index_sizes.items()}
+        for network in self.program.definitions.values():
+            for term in network.terms:
+                term.coefficient = sympy.sympify(term.coefficient).xreplace(values)
 
     def power(self, base: sympy.Expr, exponent: sympy.Expr, node: ast.BinOp) -> sympy.Expr | None:
         """``base ** exponent`` for an integer exponent of at most :data:`MAX_EXPONENT`, checked
@@ -239,6 +272,7 @@ class Checker:
             handler(statement)
         self.check_chains()
         self.infer_sizes()
+        self.resolve_index_sizes()
         self.check_seeds()
         self.choose_outputs()
         if self.errors:

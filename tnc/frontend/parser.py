@@ -75,6 +75,9 @@ class _ToAst(Transformer):
     def symbol(self, tree: Tree) -> ast.Symbol:
         return ast.Symbol(str(tree.children[0]), _span(tree.children[0]))
 
+    def index_size(self, tree: Tree) -> ast.IndexSize:
+        return ast.IndexSize(str(tree.children[0]), _span(tree))
+
     def binop(self, tree: Tree) -> ast.BinOp:
         left, op, right = tree.children
         return ast.BinOp(str(op), left, right, _span(tree))

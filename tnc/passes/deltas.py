@@ -70,7 +70,7 @@ def eliminate_one(program: Program, term: Term, result_legs: set[str]) -> Term |
                 continue
             rest = product.copy()
             rest.remove(node)
-            return Term(term.coefficient * program.index_sizes[a], rest)
+            return Term(term.coefficient * program.index_sizes[a], rest.copy())
         for gone, kept in ((a, b), (b, a)):
             if gone not in result_legs and elsewhere[gone]:
                 rest = product.copy()
@@ -79,7 +79,7 @@ def eliminate_one(program: Program, term: Term, result_legs: set[str]) -> Term |
         if a not in result_legs and b not in result_legs and not elsewhere[a] and not elsewhere[b]:
             rest = product.copy()
             rest.remove(node)
-            return Term(term.coefficient * program.index_sizes[a], rest)
+            return Term(term.coefficient * program.index_sizes[a], rest.copy())
     return None
 
 
@@ -92,7 +92,7 @@ def _without_ones(program: Program, product: Product, node, factor: Factor, resu
         return None
     rest = product.copy()
     rest.remove(node)
-    return Term(coefficient if elsewhere else coefficient * program.index_sizes[a], rest)
+    return Term(coefficient if elsewhere else coefficient * program.index_sizes[a], rest.copy())  # nodes renumbered
 
 
 def eliminate_deltas(program: Program, network: Network) -> Network:

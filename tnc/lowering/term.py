@@ -24,6 +24,7 @@ from tnc.cost import model
 from tnc.cost.model import Cost, Size
 from tnc.ir.network import Factor, Kind, Term, Window
 from tnc.ir.program import Program
+from tnc.lowering.bias import Lowering, with_bias
 from tnc.lowering.elementwise import application_cost
 from tnc.lowering.native import Native, native
 from tnc.lowering.plan import Plan, plan, planning_size
@@ -176,6 +177,8 @@ def price(program: Program, lowered: Lowered, size: Size | None = None) -> Cost:
         summed = bool(set(loops) - set(lowered.target))
         work = 2 if len(data) > 1 else 1 if summed else 0
         cost = model.kernel(loops, [_stored_legs(program, f) for f in data], lowered.target, work, size)
+        if lowered.native.bias is not None:  # one add per output entry, inside the kernel's call
+            cost = cost + Cost(model.elements(lowered.target, size), 0, 0, 0)
         pads = sum(line.count("torch.nn.functional.pad(") for line in lowered.native.lines)
         for _ in range(pads):
             cost = cost + model.copy(model.elements(_stored_legs(program, data[0]), size))
@@ -218,6 +221,12 @@ def _stored_legs(program: Program, factor: Factor) -> tuple[str, ...]:
     return tuple(leg for axis in _storage(program, factor) for leg in axis)
 
 
+def lower_network(program: Program, network, strategies: tuple[str, ...] = STRATEGIES, *spelling) -> list[Lowering]:
+    """Every term lowered, then a bias term folded into a convolution's kernel (``None`` for it)."""
+    lowered = [(term, lower(program, term, network.legs, strategies, *spelling)) for term in network.terms]
+    return with_bias(program, lowered, *spelling[:1])
+
+
 def term_cost(program: Program, term: Term, legs: tuple[str, ...], strategies: tuple[str, ...] = STRATEGIES, size: Size | None = None) -> Cost:
     return price(program, lower(program, term, legs, strategies), size)
 
@@ -226,15 +235,17 @@ def network_cost(program: Program, name: str, strategies: tuple[str, ...] = STRA
     """A defined tensor's terms, lowered and priced, plus the additions that sum them."""
     network = program.definitions[name]
     size = size or program.size
-    costs = [term_cost(program, term, network.legs, strategies, size) for term in network.terms]
+    costs = [price(program, lowered, size) for _, lowered in lower_network(program, network, strategies) if lowered is not None]
     out = model.elements(network.legs, size)
     additions = [model.elementwise(out)] * max(len(costs) - 1, 0)
     return model.total(costs + additions + [application_cost(program, name, size)])
 
 
-def describe(lowered: Lowered) -> str:
+def describe(lowered: Lowered | None) -> str:
     """The strategy, as generated code and ``tnc cost`` state it."""
     parts = []
+    if lowered is None:
+        return "added by a convolution's kernel as its bias (bias=)"
     if lowered.native is not None:
         parts.append(f"strategy {lowered.native.why}")
     elif lowered.strategy == "window":

@@ -60,6 +60,7 @@ class Axis:
     grouped: bool
     span: Span
     window: tuple[int, int, int] | None = None  # (stride, dilation, padding) of ``S*o + D*k - P``
+    blocks: tuple[tuple[Name, ...], ...] | None = None  # ``(c k | 1)``: each block's legs; () is the block 1
 
 
 @dataclass(frozen=True)

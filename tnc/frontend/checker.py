@@ -14,6 +14,7 @@ import sympy
 
 from tnc.errors import Diagnostic, Note, Source, Span, TncError, UsageError
 from tnc.frontend import ast
+from tnc.frontend.concat import Concatenation
 from tnc.ir import functions
 from tnc.ir.network import Factor, Kind, Network, Product, Term, Window, axes_text
 from tnc.ir.pattern import ConvPattern
@@ -152,6 +153,7 @@ class Checker:
         self.seeds_used: set[str] = set()  # tensors used as vjp/jvp seeds
         self.seed_checks: list[tuple[ast.Name, tuple, str]] = []
         self.placeholders: dict[sympy.Symbol, ast.IndexSize] = {}  # |i| -> where it was first written
+        self.concatenation = Concatenation(self)
 
     def error(self, span: Span, message: str, *notes: Note) -> None:
         self.errors.append(Diagnostic(span, message, tuple(notes)))
@@ -208,7 +210,7 @@ class Checker:
                 if node.index not in self.unifier.first_use:
                     self.error(node.span, f"|{node.index}| is the size of an index, but no factor or declaration uses index '{node.index}'")
                 continue
-            values[placeholder] = size
+            values[placeholder] = self.program.concrete(size)  # bound sizes as numbers
         for _ in range(len(values) + 1):  # a size may name another |j|
             values = {p: v.xreplace(values) for p, v in values.items()}
         for placeholder, value in values.items():
@@ -345,6 +347,9 @@ class Checker:
             if axis.window:
                 self.error(axis.span, f"a window leg can only be read in a factor, not declared in '{name.text}[...]'")
                 return None
+            if axis.blocks:
+                self.error(axis.span, f"a concatenated axis (a | b) is written only on the left side of an equation, not in '{name.text}[...]'")
+                return None
             for leg in axis.names:
                 if leg.text in seen:
                     self.error(leg.span, f"index '{leg.text}' appears twice in '{name.text}[...]'", Note(seen[leg.text], "first here"))
@@ -460,9 +465,12 @@ class Checker:
         self.current = eq.name.text
         terms = [t for t in (self.term(term) for term in eq.rhs) if t is not None]
         self.current = None
-        lhs_legs = [leg for axis in eq.axes for leg in axis.names]
-        tensor = self.declare_tensor(eq.name, Kind.DEFINED, eq.axes, eq.span)
-        if tensor is None or len(terms) != len(eq.rhs):
+        axes = eq.axes
+        if any(axis.blocks for axis in eq.axes):
+            axes = self.concatenation.axes(eq, terms if len(terms) == len(eq.rhs) else None)
+        lhs_legs = [leg for axis in axes for leg in axis.names]
+        tensor = self.declare_tensor(eq.name, Kind.DEFINED, axes, eq.span)
+        if tensor is None or len(terms) != len(eq.rhs) or axes is not eq.axes and self.concatenation.failed:
             return
         carried = [set(t.product.indices()) for t in terms]
         everywhere = set.union(*carried) if carried else set()
@@ -531,6 +539,11 @@ class Checker:
                 f"'{name}' has {len(tensor.axes)} {_legs(len(tensor.axes))}, but {len(item.axes)} {'is' if len(item.axes) == 1 else 'are'} given here",
                 Note(tensor.span, f"'{name}' is declared here"),
             )
+            self.unifier.failed.update(leg.text for axis in item.axes for leg in axis.names)
+            return None
+        blocked = next((axis for axis in item.axes if axis.blocks), None)
+        if blocked is not None:
+            self.error(blocked.span, f"a concatenated axis (a | b) is written only on the left side of an equation, not in a factor; read '{name}' with one index there")
             self.unifier.failed.update(leg.text for axis in item.axes for leg in axis.names)
             return None
         self.used.add(name)
@@ -791,6 +804,7 @@ class Checker:
         changed = True
         while changed:
             changed = any([self.solve_slot(slot) for slot in product_slots] + [self.solve_pattern(*p) for p in self.patterns])
+            changed = self.concatenation.size() or changed
         for slot in product_slots:
             self.solve_slot(slot, final=True)
         for name, decl in self.patterns:

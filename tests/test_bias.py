@@ -4,6 +4,9 @@ asymmetric padding); seeds are the case numbers, tolerance 1e-10."""
 
 from __future__ import annotations
 
+import random
+from math import prod
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -101,3 +104,58 @@ def test_the_reference_unfold_is_f_unfold_in_2d(seed: int) -> None:
     stride, dilation = tuple(a.stride for a in layer.axes), tuple(a.dilation for a in layer.axes)
     for mine, part in zip(layer.unfold(X), layer.reference_input(X).chunk(layer.groups, dim=1)):
         torch.testing.assert_close(mine, F.unfold(part, kernel, dilation=dilation, stride=stride), **TOLERANCE)
+
+
+def transpose_case(seed: int, dims: int) -> dict:
+    """A random grouped transpose convolution: sizes of its input Z (on the patterns' o legs)."""
+    rng = random.Random(seed)
+    axes = []
+    for _ in range(dims):
+        stride, dilation = rng.randint(1, 3), rng.randint(1, 2)
+        axes.append(dict(O=rng.randint(2, 5), K=rng.randint(1, 3), S=stride, D=dilation, P=rng.randint(0, 1), A=rng.randint(0, stride - 1)))
+    return dict(G=rng.choice((1, 2)), C=rng.randint(1, 3), axes=axes)
+
+
+def transpose_text(case: dict) -> str:
+    dims = len(case["axes"])
+    legs = lambda letter, prime="": ", ".join(f"{letter}{j}{prime}" for j in range(1, dims + 1))  # noqa: E731
+    sizes = ", ".join(f"o{j}: {a['O']}, k{j}: {a['K']}" for j, a in enumerate(case["axes"], start=1))
+    patterns = [
+        f"pattern P{j}[i{j}, o{j}, k{j}] = conv(stride={a['S']}, padding={a['P']}, dilation={a['D']}, output_padding={a['A']})"
+        for j, a in enumerate(case["axes"], start=1)
+    ]
+    unfolded = lambda p: f"Z[n, (g c{p}), {legs('o', p)}] * " + " * ".join(f"P{j}[i{j}{p}, o{j}{p}, k{j}{p}]" for j in range(1, dims + 1))  # noqa: E731
+    ks = " ".join(f"k{j}" for j in range(1, dims + 1))
+    positions = " * ".join(f"|i{j}|" for j in range(1, dims + 1))
+    return "\n".join(
+        ["size N", f"size G = {case['G']}, C = {case['C']}", "index n: N, g: G, c: C", f"index {sizes}", f"input Z[n, (g c), {legs('o')}]"]
+        + patterns
+        + [
+            f"output UT[n, g, (c {ks}), {legs('i')}] = {unfolded('')}",
+            f"output REDUCE[g, (c {ks}), (c' {ks.replace(' ', chr(39) + ' ')}')] = (1/(N * ({positions})**2)) * {unfolded('')} * {unfolded(chr(39))}",
+        ]
+    )
+
+
+def transpose_unfold_reference(case: dict, Z: torch.Tensor) -> torch.Tensor:
+    """The transpose-unfolded input by F.conv_transpose with one-hot weights [G*C, C*K.., K..]."""
+    G, C, axes = case["G"], case["C"], case["axes"]
+    kernel = tuple(a["K"] for a in axes)
+    eye = torch.eye(C * prod(kernel), dtype=Z.dtype).reshape(C * prod(kernel), C, *kernel).transpose(0, 1)
+    weight = eye.repeat(G, *([1] * (len(axes) + 1)))
+    transpose = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)[len(axes) - 1]
+    args = {name: tuple(a[key] for a in axes) for name, key in (("stride", "S"), ("padding", "P"), ("output_padding", "A"), ("dilation", "D"))}
+    U = transpose(Z, weight, groups=G, **args)  # [N, G*C*K.., I..]
+    return U.unflatten(1, (G, C * prod(kernel)))
+
+
+@pytest.mark.parametrize("seed, dims", CASES)
+def test_transpose_unfolded_input_and_its_kfac_reduce_factor(seed: int, dims: int) -> None:
+    case = transpose_case(seed, dims)
+    module = tnc.parse(transpose_text(case)).to_module()
+    generator = torch.Generator().manual_seed(seed)
+    Z = torch.randn(2, case["G"] * case["C"], *(a["O"] for a in case["axes"]), generator=generator, dtype=torch.float64)
+    U = transpose_unfold_reference(case, Z)
+    torch.testing.assert_close(module.UT(Z=Z), U, **TOLERANCE)
+    u = U.flatten(3).mean(-1)  # [N, G, C*K..]
+    torch.testing.assert_close(module.REDUCE(Z=Z), torch.einsum("ngi,ngj->gij", u, u) / Z.shape[0], **TOLERANCE)

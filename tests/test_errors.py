@@ -88,7 +88,7 @@ CASES = [
     case(
         "syntax-end-after-operator",
         "index i: 3\ninput X[i]\nY[i] = X[i] *\n",
-        "unexpected end of input; expected one of '(', a name, a number",
+        "unexpected end of input; expected one of '(', '|', a name, a number",
         3,
         14,
     ),

@@ -62,6 +62,11 @@ def _expression(program: Program, factor: Factor) -> str:
     return operand_view(program, factor, factor.tensor, str) or factor.tensor
 
 
+def _operand_name(factor: Factor) -> str:
+    """The tensor's name; ``ones`` for the one-leg copy tensor that broadcasting adds."""
+    return "ones" if factor.kind is Kind.DELTA and len(factor.axes) == 1 else factor.tensor
+
+
 def _grouped(axes: Axes) -> bool:
     return any(len(axis) != 1 for axis in axes)
 
@@ -83,7 +88,7 @@ def einsum_outputs(program: Program) -> list[EinsumOutput]:
             inputs = ",".join("".join(letters[leg] for leg in f.legs) for f in factors)
             equation = f"{inputs}->{''.join(letters[leg] for leg in network.legs)}"
             operands = [
-                Operand(f.tensor, [list(a) for a in f.axes], _sizes(program, f.axes), factor_text(f), _expression(program, f))
+                Operand(_operand_name(f), [list(a) for a in f.axes], _sizes(program, f.axes), factor_text(f), _expression(program, f))
                 for f in factors
             ]
             terms.append(EinsumTerm(str(program.concrete(term.coefficient)), equation, operands))

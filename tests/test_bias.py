@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 
 import tnc
+from tnc.cost import model
+from tnc.lowering.term import network_cost
 from bias_cases import Layer, random_layer
 
 TOLERANCE = dict(atol=1e-10, rtol=1e-10)
@@ -159,3 +161,27 @@ def test_transpose_unfolded_input_and_its_kfac_reduce_factor(seed: int, dims: in
     torch.testing.assert_close(module.UT(Z=Z), U, **TOLERANCE)
     u = U.flatten(3).mean(-1)  # [N, G, C*K..]
     torch.testing.assert_close(module.REDUCE(Z=Z), torch.einsum("ngi,ngj->gij", u, u) / Z.shape[0], **TOLERANCE)
+
+
+BIAS_LOWERING = [
+    # (bias term, fused into the kernel's call)
+    ("b[(g d)]", True),
+    ("2 * b[(g d)]", False),  # the kernel adds b itself, not a multiple
+    ("B2[g, d]", False),  # stored [G, D], not the kernel's one axis
+    ("c[o1]", False),  # broadcast over the channels, not along them
+]
+
+
+@pytest.mark.parametrize("bias, fused", BIAS_LOWERING)
+def test_a_convolution_plus_bias_lowers_to_one_call_with_bias(bias: str, fused: bool) -> None:
+    text = conv_bias_text(random_layer(1, 2)).split("\noutput gX")[0]
+    text = text.replace("param b[(g d)]", "param b[(g d)]\nparam B2[g, d]\nparam c[o1]").replace("+ b[(g d)]", f"+ {bias}")
+    network = tnc.parse(text)
+    source = network.to_torch_source()
+    assert ("bias=b)" in source) is fused
+    assert source.count("torch.nn.functional.conv2d(") == 1
+    program = network.simplify().program
+    cost = network_cost(program, "Y")
+    separate = network_cost(program, "Y", strategies=("window",))  # no native kernel: two terms
+    assert cost.calls == (1 if fused else 2 if "*" not in bias else 3)
+    assert model.number(cost.flops) < model.number(separate.flops)

@@ -248,6 +248,9 @@ class Checker:
         if value is None:
             return None
         value = self.program.concrete(value)
+        if value.free_symbols & set(self.placeholders):
+            self.error(node.span, f"{what} cannot use the size of an index (|i|): it is needed before sizes are inferred")
+            return None
         if value.free_symbols:
             names = ", ".join(sorted(str(s) for s in value.free_symbols))
             self.error(node.span, f"{what} needs a concrete integer, but size {names} is free; bind it with 'size {names} = ...'")

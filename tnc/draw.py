@@ -76,7 +76,9 @@ def _layout(graph: nx.Graph) -> dict:
     simple = nx.Graph(graph)
     components = sorted(nx.connected_components(simple), key=lambda c: (-len(c), sorted(map(str, c))))
     for component in components:  # each piece laid out on its own, then side by side
-        piece = simple.subgraph(component)
+        piece = nx.Graph()  # in the graph's node order: a subgraph view would iterate the set's (hash) order
+        piece.add_nodes_from(node for node in simple if node in component)
+        piece.add_edges_from(edge for edge in simple.edges if edge[0] in component)
         if len(piece) == 1:
             local = {next(iter(component)): (0.0, 0.0)}
         else:

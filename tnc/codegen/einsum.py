@@ -53,11 +53,18 @@ def _sizes(program: Program, axes: Axes) -> list[str]:
 
 
 def _expression(program: Program, factor: Factor) -> str:
+    if factor.kind is Kind.DELTA and len(factor.axes) == 1:
+        return f"torch.ones({program.axis_size(factor.axes[0])})"
     if factor.kind is Kind.DELTA:
         size = program.axis_size(factor.axes[0])
         dims = ", ".join(str(program.size(leg)) for axis in factor.axes for leg in axis)
         return f"torch.eye({size}).reshape({dims})"
     return operand_view(program, factor, factor.tensor, str) or factor.tensor
+
+
+def _operand_name(factor: Factor) -> str:
+    """The tensor's name; ``ones`` for the one-leg copy tensor that broadcasting adds."""
+    return "ones" if factor.kind is Kind.DELTA and len(factor.axes) == 1 else factor.tensor
 
 
 def _grouped(axes: Axes) -> bool:
@@ -81,7 +88,7 @@ def einsum_outputs(program: Program) -> list[EinsumOutput]:
             inputs = ",".join("".join(letters[leg] for leg in f.legs) for f in factors)
             equation = f"{inputs}->{''.join(letters[leg] for leg in network.legs)}"
             operands = [
-                Operand(f.tensor, [list(a) for a in f.axes], _sizes(program, f.axes), factor_text(f), _expression(program, f))
+                Operand(_operand_name(f), [list(a) for a in f.axes], _sizes(program, f.axes), factor_text(f), _expression(program, f))
                 for f in factors
             ]
             terms.append(EinsumTerm(str(program.concrete(term.coefficient)), equation, operands))

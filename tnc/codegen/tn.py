@@ -5,7 +5,7 @@ from __future__ import annotations
 import sympy
 
 from tnc.ir.functions import factor_text
-from tnc.ir.network import Kind, Network, axes_text
+from tnc.ir.network import Factor, Kind, Network, Product, axes_text
 from tnc.ir.program import Program
 
 
@@ -25,6 +25,11 @@ def _operand(expr: sympy.Expr) -> str:
     return scalar_text(expr) if expr.is_Atom else f"({scalar_text(expr)})"
 
 
+def _broadcast(factor: Factor, product: Product, legs: tuple[str, ...]) -> bool:
+    """A ones factor that broadcasting writes implicitly: on a result leg no other factor carries."""
+    return factor.kind is Kind.DELTA and len(factor.axes) == 1 and factor.legs[0] in legs and len(product.carriers(factor.legs[0])) == 1
+
+
 def network_text(network: Network) -> str:
     """``c1 * A[...] * B[...] - c2 * C[...]``; an empty sum is ``0``."""
     if not network.terms:
@@ -35,8 +40,11 @@ def network_text(network: Network) -> str:
         negative = coefficient.could_extract_minus_sign()
         if negative:
             coefficient = -coefficient
-        factors = " * ".join(factor_text(f) for f in term.product)
-        scale = "" if coefficient == 1 else (f"{coefficient} * " if coefficient.is_Integer else f"({coefficient}) * ")
+        factors = " * ".join(factor_text(f) for f in term.product if not _broadcast(f, term.product, network.legs))
+        if not factors:  # a scalar term, broadcast over every result leg
+            scale = f"{coefficient}" if coefficient.is_Integer or coefficient.is_Symbol else f"({scalar_text(coefficient)})"
+        else:
+            scale = "" if coefficient == 1 else (f"{coefficient} * " if coefficient.is_Integer else f"({coefficient}) * ")
         sign = ("-" if negative else "") if position == 0 else (" - " if negative else " + ")
         parts.append(f"{sign}{scale}{factors}")
     return "".join(parts)

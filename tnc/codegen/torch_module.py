@@ -24,7 +24,7 @@ from tnc.ir.network import Axes, Factor, Kind, Window, axes_text
 from tnc.ir.program import Program, Tensor
 from tnc.ir.sizes import quotient
 from tnc.lowering.elementwise import application_cost
-from tnc.lowering.term import STRATEGIES, describe, lower, price
+from tnc.lowering.term import STRATEGIES, describe, lower_network, price
 from tnc.lowering.views import operand_view
 
 MODULE_ATTRIBUTES = frozenset(
@@ -209,7 +209,10 @@ class TorchGenerator:
         data = [o for o in operands if self.program.tensors[o].kind is not Kind.PATTERN]
         anchor = self.py((data or operands)[0]) if operands else None
         try:
-            results = [self.emit_term(number, term, network.legs, anchor) for number, term in enumerate(network.terms, start=1)]
+            spelling = (lambda f: self.py(f.tensor), self.new_temp, self.expr)
+            lowerings = lower_network(self.program, network, self.strategies, *spelling)
+            results = [self.emit_term(number, term, lowered, anchor) for number, (term, lowered) in enumerate(lowerings, start=1)]
+            results = [r for r in results if r is not None]
         except TooManyIndices as error:
             span = self.program.tensors[name].span or Span(1, 1)
             raise TncError(self.program.source, [Diagnostic(span, f"a contraction step of '{name}' needs {error}")]) from None
@@ -258,6 +261,11 @@ class TorchGenerator:
 
     def operand(self, factor: Factor, anchor: str | None) -> str:
         """The variable holding a factor with one axis per leg (a view of a grouped tensor)."""
+        if factor.kind is Kind.DELTA and len(factor.axes) == 1:
+            variable = self.new_temp()
+            size = self.expr(self.program.axis_size(factor.axes[0]))
+            self.lines.append(f"    {variable} = torch.ones({size}, {self.device_dtype(anchor)})")
+            return variable
         if factor.kind is Kind.DELTA:
             size = self.expr(self.program.axis_size(factor.axes[0]))
             variable = self.new_temp()
@@ -273,11 +281,14 @@ class TorchGenerator:
             self.lines.append(f"    {self.views[view]} = {view}")
         return self.views[view]
 
-    def emit_term(self, number: int, term, result_legs: tuple[str, ...], anchor: str | None) -> str:
-        """Emit one term as :func:`tnc.lowering.term.lower` lowers it; returns its (scaled) value,
-        after a comment with the strategy and the price the cost model gives it."""
+    def emit_term(self, number: int, term, lowered, anchor: str | None) -> str | None:
+        """Emit one term as :func:`tnc.lowering.term.lower_network` lowers it; returns its (scaled)
+        value (None for a bias a kernel adds), after a comment with the strategy and its price."""
         out = self.lines.append
-        lowered = lower(self.program, term, result_legs, self.strategies, lambda f: self.py(f.tensor), self.new_temp, self.expr)
+        if lowered is None:
+            out(f"    # term {number}: {describe(lowered)}")
+            return None
+        result_legs = lowered.legs
         coefficient, target = lowered.coefficient, list(lowered.target)
         out(f"    # term {number}: coefficient {term.coefficient}; {describe(lowered)}")
         out(f"    # term {number} costs {summary(price(self.program, lowered))}")
@@ -285,7 +296,9 @@ class TorchGenerator:
             for line in lowered.native.lines:
                 out(f"    {line}")
             self.fresh.add(lowered.native.value)
-            return self.scaled(lowered.native.value, coefficient)
+            return self.broadcast(lowered, self.scaled(lowered.native.value, coefficient))
+        if lowered.strategy == "scalar":
+            return self.broadcast(lowered, f"torch.full((), {self.expr(coefficient)}, {self.device_dtype(anchor)})")
         value = None
         if lowered.plan is not None:
             variables = [self.operand(f, anchor) for f in lowered.factors]
@@ -308,7 +321,7 @@ class TorchGenerator:
             if lowered.embeds and not set(target) <= carried:  # broadcast over legs only the identities carry
                 value += "[" + ", ".join(":" if leg in carried else "None" for leg in target) + "]"
         if not lowered.embeds:
-            return self.scaled(value, coefficient)
+            return self.broadcast(lowered, self.scaled(value, coefficient))
         diagonal, legs = "", list(result_legs)
         for a, b in lowered.embeds:
             diagonal += f".diagonal(0, {legs.index(a)}, {legs.index(b)})"
@@ -322,6 +335,14 @@ class TorchGenerator:
             scale = "" if coefficient == 1 else f"{self.expr_atom(coefficient)} * "
             out(f"    {full}{diagonal}.copy_({scale}{value})")
         return full
+
+    def broadcast(self, lowered, value: str) -> str:
+        """``value`` (on the term's target legs) as a view over all its result legs."""
+        if not lowered.broadcast:
+            return value
+        index = ", ".join(":" if leg in lowered.target else "None" for leg in lowered.legs)
+        shape = ", ".join(self.expr(self.program.size(leg)) for leg in lowered.legs)
+        return f"{value}[{index}].expand({shape})"
 
     def emit_public(self, name: str) -> None:
         args = self.uses.dependencies(name)

@@ -12,7 +12,7 @@ import sympy
 from tnc.codegen.names import TooManyIndices
 from tnc.cost import model
 from tnc.ir.program import Program
-from tnc.lowering.term import STRATEGIES, describe, lower, price
+from tnc.lowering.term import STRATEGIES, describe, lower, lower_network, price
 
 
 def _at(count: model.Count) -> str:
@@ -43,11 +43,12 @@ def _price_lines(cost: model.Cost, indent: str) -> list[str]:
 def report(program: Program, title: str, strategies: tuple[str, ...] = STRATEGIES) -> list[str]:
     lines = [f"== {title}"]
     for name, network in program.definitions.items():
-        for number, term in enumerate(network.terms, start=1):
+        for number, (term, lowered) in enumerate(lower_network(program, network, strategies), start=1):
             factors = term.product.factors
-            lowered = lower(program, term, network.legs, strategies)
             lines.append(f"{name}, term {number}: {' * '.join(f.tensor for f in factors)}")
             lines.append(f"  generated: {describe(lowered)}")
+            if lowered is None:
+                continue
             lines.extend(_price_lines(price(program, lowered), "    "))
             if lowered.plan is not None:
                 for step in lowered.plan.steps:

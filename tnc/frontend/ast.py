@@ -28,6 +28,14 @@ class Symbol:
 
 
 @dataclass(frozen=True)
+class IndexSize:
+    """``|o1|``: the size of an index, inferred or declared."""
+
+    index: str
+    span: Span
+
+
+@dataclass(frozen=True)
 class BinOp:
     op: str  # one of + - * / **
     left: "Scalar"
@@ -41,7 +49,7 @@ class Neg:
     span: Span
 
 
-Scalar = Union[Number, Symbol, BinOp, Neg]
+Scalar = Union[Number, Symbol, IndexSize, BinOp, Neg]
 
 
 @dataclass(frozen=True)
@@ -52,6 +60,7 @@ class Axis:
     grouped: bool
     span: Span
     window: tuple[int, int, int] | None = None  # (stride, dilation, padding) of ``S*o + D*k - P``
+    blocks: tuple[tuple[Name, ...], ...] | None = None  # ``(c k | 1)``: each block's legs; () is the block 1
 
 
 @dataclass(frozen=True)

@@ -14,13 +14,14 @@ import sympy
 
 from tnc.errors import Diagnostic, Note, Source, Span, TncError, UsageError
 from tnc.frontend import ast
+from tnc.frontend.concat import Concatenation
 from tnc.ir import functions
 from tnc.ir.network import Factor, Kind, Network, Product, Term, Window, axes_text
 from tnc.ir.pattern import ConvPattern
 from tnc.ir.program import Program, Tensor
 from tnc.ir.sizes import quotient, same
 from tnc.limits import MAX_CHAIN, MAX_EXPONENT, MAX_VALUE
-from tnc.passes.deltas import DELTA
+from tnc.passes.deltas import DELTA, ones
 from tnc.passes.derive import DerivativeError, jacobian, jvp, vjp
 from tnc.passes.fresh import primed, tidy
 
@@ -151,6 +152,8 @@ class Checker:
         self.copy_of: dict[str, str] = {}  # a fresh index -> the written index it copies
         self.seeds_used: set[str] = set()  # tensors used as vjp/jvp seeds
         self.seed_checks: list[tuple[ast.Name, tuple, str]] = []
+        self.placeholders: dict[sympy.Symbol, ast.IndexSize] = {}  # |i| -> where it was first written
+        self.concatenation = Concatenation(self)
 
     def error(self, span: Span, message: str, *notes: Note) -> None:
         self.errors.append(Diagnostic(span, message, tuple(notes)))
@@ -163,6 +166,8 @@ class Checker:
                 self.error(node.span, f"{what} must be an integer, not {node.text}")
                 return None
             return self.bounded(sympy.Rational(node.text) if "." in node.text else sympy.Integer(node.text), node.span)
+        if isinstance(node, ast.IndexSize):
+            return self.index_size(node)
         if isinstance(node, ast.Symbol):
             if node.name in self.program.symbols:
                 return self.program.symbols[node.name]
@@ -187,6 +192,36 @@ class Checker:
         if integer and node.op == "/":  # sizes divide with floor, like Python's //
             result = sympy.floor(result)
         return self.bounded(result, node.span)
+
+    def index_size(self, node: ast.IndexSize) -> sympy.Expr:
+        """``|i|``: a placeholder, replaced by the size of ``i`` once sizes are inferred."""
+        placeholder = sympy.Symbol(f"|{node.index}|", positive=True, integer=True)
+        self.placeholders.setdefault(placeholder, node)
+        return placeholder
+
+    def resolve_index_sizes(self) -> None:
+        """Replace every ``|i|`` by the size of ``i`` in sizes, index sizes and coefficients."""
+        if not self.placeholders:
+            return
+        values: dict[sympy.Symbol, sympy.Expr] = {}
+        for placeholder, node in self.placeholders.items():
+            size = self.program.index_sizes.get(node.index)
+            if size is None:
+                if node.index not in self.unifier.first_use:
+                    self.error(node.span, f"|{node.index}| is the size of an index, but no factor or declaration uses index '{node.index}'")
+                continue
+            values[placeholder] = self.program.concrete(size)  # bound sizes as numbers
+        for _ in range(len(values) + 1):  # a size may name another |j|
+            values = {p: v.xreplace(values) for p, v in values.items()}
+        for placeholder, value in values.items():
+            if value.free_symbols & set(self.placeholders):
+                self.error(self.placeholders[placeholder].span, f"the size |{self.placeholders[placeholder].index}| depends on itself")
+                return
+        self.program.bindings = {s: v.xreplace(values) for s, v in self.program.bindings.items()}
+        self.program.index_sizes = {i: v.xreplace(values) for i, v in self.program.index_sizes.items()}
+        for network in self.program.definitions.values():
+            for term in network.terms:
+                term.coefficient = sympy.sympify(term.coefficient).xreplace(values)
 
     def power(self, base: sympy.Expr, exponent: sympy.Expr, node: ast.BinOp) -> sympy.Expr | None:
         """``base ** exponent`` for an integer exponent of at most :data:`MAX_EXPONENT`, checked
@@ -213,6 +248,9 @@ class Checker:
         if value is None:
             return None
         value = self.program.concrete(value)
+        if value.free_symbols & set(self.placeholders):
+            self.error(node.span, f"{what} cannot use the size of an index (|i|): it is needed before sizes are inferred")
+            return None
         if value.free_symbols:
             names = ", ".join(sorted(str(s) for s in value.free_symbols))
             self.error(node.span, f"{what} needs a concrete integer, but size {names} is free; bind it with 'size {names} = ...'")
@@ -239,6 +277,7 @@ class Checker:
             handler(statement)
         self.check_chains()
         self.infer_sizes()
+        self.resolve_index_sizes()
         self.check_seeds()
         self.choose_outputs()
         if self.errors:
@@ -310,6 +349,9 @@ class Checker:
         for axis in axes:
             if axis.window:
                 self.error(axis.span, f"a window leg can only be read in a factor, not declared in '{name.text}[...]'")
+                return None
+            if axis.blocks:
+                self.error(axis.span, f"a concatenated axis (a | b) is written only on the left side of an equation, not in '{name.text}[...]'")
                 return None
             for leg in axis.names:
                 if leg.text in seen:
@@ -426,9 +468,12 @@ class Checker:
         self.current = eq.name.text
         terms = [t for t in (self.term(term) for term in eq.rhs) if t is not None]
         self.current = None
-        lhs_legs = [leg for axis in eq.axes for leg in axis.names]
-        tensor = self.declare_tensor(eq.name, Kind.DEFINED, eq.axes, eq.span)
-        if tensor is None or len(terms) != len(eq.rhs):
+        axes = eq.axes
+        if any(axis.blocks for axis in eq.axes):
+            axes = self.concatenation.axes(eq, terms if len(terms) == len(eq.rhs) else None)
+        lhs_legs = [leg for axis in axes for leg in axis.names]
+        tensor = self.declare_tensor(eq.name, Kind.DEFINED, axes, eq.span)
+        if tensor is None or len(terms) != len(eq.rhs) or axes is not eq.axes and self.concatenation.failed:
             return
         carried = [set(t.product.indices()) for t in terms]
         everywhere = set.union(*carried) if carried else set()
@@ -437,16 +482,10 @@ class Checker:
             if leg.text not in everywhere:
                 self.error(leg.span, f"index '{leg.text}' on the left side is carried by no factor on the right")
                 ok = False
-        for position, (term, legs) in enumerate(zip(eq.rhs, carried), start=1):
-            missing = [leg.text for leg in lhs_legs if leg.text not in legs and leg.text in everywhere]
-            if missing:
-                open_here = [leg.text for leg in lhs_legs if leg.text in legs]
-                self.error(
-                    term.span,
-                    f"term {position} has open legs [{', '.join(open_here)}] but the left side has "
-                    f"[{', '.join(leg.text for leg in lhs_legs)}] (missing {', '.join(missing)})",
-                )
-                ok = False
+        for term, legs in zip(terms, carried):  # broadcasting: the legs a term lacks carry ones
+            for leg in lhs_legs:
+                if leg.text not in legs:
+                    term.product.add(ones(leg.text))
         if ok:
             self.program.definitions[eq.name.text] = Network(tensor.axes, terms)
         if eq.output:
@@ -477,9 +516,6 @@ class Checker:
                     ok = False
                 else:
                     coefficient = value
-        if not factors and ok:
-            self.error(term.span, "a term needs at least one tensor factor")
-            return None
         return Term(coefficient, Product(factors)) if ok else None
 
     def factor(self, item: ast.Factor) -> Factor | None:
@@ -506,6 +542,11 @@ class Checker:
                 f"'{name}' has {len(tensor.axes)} {_legs(len(tensor.axes))}, but {len(item.axes)} {'is' if len(item.axes) == 1 else 'are'} given here",
                 Note(tensor.span, f"'{name}' is declared here"),
             )
+            self.unifier.failed.update(leg.text for axis in item.axes for leg in axis.names)
+            return None
+        blocked = next((axis for axis in item.axes if axis.blocks), None)
+        if blocked is not None:
+            self.error(blocked.span, f"a concatenated axis (a | b) is written only on the left side of an equation, not in a factor; read '{name}' with one index there")
             self.unifier.failed.update(leg.text for axis in item.axes for leg in axis.names)
             return None
         self.used.add(name)
@@ -573,9 +614,13 @@ class Checker:
         return Window(names[0], names[1], stride, dilation, padding)
 
     def delta(self, item: ast.Factor) -> Factor | None:
-        """The built-in identity ``delta[a, b]``: 1 where its two axes agree, which must match in size."""
+        """The built-in identity ``delta[a, b]``: 1 where its two axes agree, which must match in
+        size; ``delta[a]``, the copy tensor with one leg, is 1 everywhere (what broadcasting adds)."""
+        if len(item.axes) == 1 and len(item.axes[0].names) == 1 and item.axes[0].window is None:
+            self.unifier.use(item.axes[0].names[0].text, item.axes[0].span)
+            return ones(item.axes[0].names[0].text)
         if len(item.axes) != 2:
-            self.error(item.span, f"delta takes two legs (or grouped legs), but {len(item.axes)} are given here")
+            self.error(item.span, f"delta takes two legs (or grouped legs), or one leg (ones), but {len(item.axes)} are given here")
             return None
         first, second = item.axes
         for leg in first.names + second.names:
@@ -659,7 +704,8 @@ class Checker:
                     for leg in axis:
                         self.unifier.use(leg.text, span)
                 if factor.kind is Kind.DELTA:
-                    self.slots.append(_Slot(names[1], factor.axes[0], DELTA, span))
+                    if len(names) == 2:
+                        self.slots.append(_Slot(names[1], factor.axes[0], DELTA, span))
                     continue
                 for axis, mine, declared in zip(names, factor.axes, self.program.tensors[factor.tensor].axes):
                     if not isinstance(mine, Window):
@@ -761,6 +807,7 @@ class Checker:
         changed = True
         while changed:
             changed = any([self.solve_slot(slot) for slot in product_slots] + [self.solve_pattern(*p) for p in self.patterns])
+            changed = self.concatenation.size() or changed
         for slot in product_slots:
             self.solve_slot(slot, final=True)
         for name, decl in self.patterns:

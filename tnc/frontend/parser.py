@@ -76,6 +76,9 @@ class _ToAst(Transformer):
     def symbol(self, tree: Tree) -> ast.Symbol:
         return ast.Symbol(str(tree.children[0]), _span(tree.children[0]))
 
+    def index_size(self, tree: Tree) -> ast.IndexSize:
+        return ast.IndexSize(str(tree.children[0]), _span(tree))
+
     def binop(self, tree: Tree) -> ast.BinOp:
         left, op, right = tree.children
         return ast.BinOp(str(op), left, right, _span(tree))
@@ -102,6 +105,20 @@ class _ToAst(Transformer):
 
     def group(self, tree: Tree) -> ast.Axis:
         return ast.Axis(tuple(_name(t) for t in tree.children), True, _span(tree))
+
+    def block(self, tree: Tree) -> tuple[ast.Name, ...]:
+        """One block of a concatenated axis: its legs, or () for the literal block ``1``."""
+        first = tree.children[0]
+        if first.type == "NUMBER":
+            if str(first) != "1":
+                raise _BadToken(first, f"a block is a group of indices or 1 (a block of size 1), not {first}")
+            return ()
+        return tuple(_name(t) for t in tree.children)
+
+    def concat(self, tree: Tree) -> ast.Axis:
+        blocks = tuple(tree.children)
+        names = tuple(name for block in blocks for name in block)
+        return ast.Axis(names, True, _span(tree), blocks=blocks)
 
     def window(self, tree: Tree) -> ast.Axis:
         """``S*o + D*k - P``; the signs are checked by the checker (see ``Checker.window``)."""

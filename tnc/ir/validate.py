@@ -62,6 +62,8 @@ def validate(program: Program, names: Iterable[str] | None = None, checked: Cont
                         problems.append(f"{name}, term {number}: index {leg} has no size")
                 if factor.kind is Kind.DELTA:
                     known = all(leg in program.index_sizes for leg in factor.legs)
+                    if factor.axes == ((factor.legs[0],),):
+                        continue  # ones: the one-leg copy tensor
                     if len(factor.axes) != 2 or known and not _same(program, *(program.axis_size(a) for a in factor.axes)):
                         problems.append(f"{name}, term {number}: a delta needs two or more legs of one size")
                     continue

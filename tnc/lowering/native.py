@@ -22,7 +22,7 @@ else a permute), and the kernel's result into the product's result legs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from math import prod
 from typing import Callable
 
@@ -63,6 +63,8 @@ class Native:
     value: str
     why: str
     copies: tuple[str, ...] = ()
+    channels: tuple[str, ...] | None = None  # a forward convolution's output channel legs, in order
+    bias: str | None = None  # the tensor the kernel adds as its bias (tnc.lowering.bias)
 
 
 def _concrete(program: Program, expr: sympy.Expr) -> int | None:
@@ -298,7 +300,7 @@ def native(program: Program, factors: list[Factor], result: tuple[str, ...], nam
         return None
     best = min(found, key=lambda call: len(call.copies))
     value = temp()
-    return Native([line.replace(VALUE, value) for line in best.lines], value, best.why, best.copies)
+    return Native([line.replace(VALUE, value) for line in best.lines], value, best.why, best.copies, best.channels)
 
 
 # --------------------------------------------------------------------------- convolutions
@@ -500,7 +502,8 @@ def _forward(program: Program, canonical: Canonical, name: Name, show: Show) -> 
     call = f"torch.nn.functional.conv{dims}d({x}, {w}, {_conv_args(ordered, match.count, symmetric)})"
     tensors = [match.operands[side].factor.tensor for side in "XW"]
     why = f"native conv{dims}d: the product is exactly a convolution of {tensors[0]} with {tensors[1]}"
-    return _native_conv(program, canonical, match, "Y", [f"{value} = {call}"], why, copies, show)
+    native = _native_conv(program, canonical, match, "Y", [f"{value} = {call}"], why, copies, show)
+    return replace(native, channels=tuple(match.groups["Y"][1]))
 
 
 def _input_vjp(program: Program, canonical: Canonical, name: Name, show: Show) -> Native | None:

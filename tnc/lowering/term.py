@@ -24,6 +24,7 @@ from tnc.cost import model
 from tnc.cost.model import Cost, Size
 from tnc.ir.network import Factor, Kind, Term, Window
 from tnc.ir.program import Program
+from tnc.lowering.bias import Lowering, with_bias
 from tnc.lowering.elementwise import application_cost
 from tnc.lowering.native import Native, native
 from tnc.lowering.plan import Plan, plan, planning_size
@@ -37,7 +38,7 @@ STRATEGIES = ("native", "window")  # the lowerings tried besides plain einsum st
 class Lowered:
     """One term as the generated code computes it."""
 
-    strategy: str  # "native", "window", "einsum", or "embed" (identities alone)
+    strategy: str  # "native", "window", "einsum", "embed" (identities alone) or "scalar" (no factor)
     coefficient: sympy.Expr
     embeds: tuple[tuple[str, str], ...]  # identities emitted as diagonal embeddings
     target: tuple[str, ...]  # the legs the contraction produces (embedded pairs folded to one)
@@ -46,6 +47,7 @@ class Lowered:
     native: Native | None = None
     windows: tuple[str, ...] = ()  # the patterns read as windows
     plan: Plan | None = None
+    broadcast: tuple[str, ...] = ()  # result legs the term is broadcast over (a view, no copy)
 
     @property
     def carried(self) -> tuple[str, ...]:
@@ -63,7 +65,7 @@ def split_deltas(factors: list[Factor], result_legs: tuple[str, ...]) -> tuple[l
     embeds: list[tuple[str, str]] = []
     rest = list(factors)
     for factor in factors:
-        if factor.kind is not Kind.DELTA or any(len(axis) != 1 for axis in factor.axes):
+        if factor.kind is not Kind.DELTA or len(factor.axes) != 2 or any(len(axis) != 1 for axis in factor.axes):
             continue
         a, b = factor.legs
         if a == b or a not in result_legs or b not in result_legs:
@@ -75,6 +77,17 @@ def split_deltas(factors: list[Factor], result_legs: tuple[str, ...]) -> tuple[l
         rest = [f.renamed({b: a}) for f in rest]
         embeds.append((a, b))
     return embeds, rest
+
+
+def split_broadcast(factors: list[Factor], legs: tuple[str, ...]) -> tuple[tuple[str, ...], list[Factor]]:
+    """The result legs only a ones factor carries (the term is broadcast over them), and the rest."""
+    def only(factor: Factor) -> bool:
+        return factor.kind is Kind.DELTA and len(factor.axes) == 1 and factor.legs[0] in legs and all(
+            factor.legs[0] not in f.legs for f in factors if f is not factor
+        )
+
+    broadcast = tuple(leg for leg in legs if any(only(f) and f.legs[0] == leg for f in factors))
+    return broadcast, [f for f in factors if not only(f)]
 
 
 def _planned(program: Program, factors: list[Factor], target: tuple[str, ...]) -> Plan:
@@ -95,12 +108,13 @@ def candidates(
     """Every way the PyTorch target can compute ``term`` (result ``legs``); a native kernel, where
     one matches, is the only one. ``name``, ``temp`` and ``show`` spell a native call."""
     embeds, rest = split_deltas(list(term.product.factors), legs)
-    target = list(legs)
+    broadcast, rest = split_broadcast(rest, legs) if not embeds else ((), rest)
+    target = [leg for leg in legs if leg not in broadcast]
     for a, b in embeds:
         target = [leg for leg in target if leg not in (a, b)] + [a]
-    base = dict(coefficient=program.concrete(term.coefficient), embeds=tuple(embeds), target=tuple(target), legs=legs)
+    base = dict(coefficient=program.concrete(term.coefficient), embeds=tuple(embeds), target=tuple(target), legs=legs, broadcast=broadcast)
     if not rest:
-        return [Lowered("embed", factors=(), **base)]
+        return [Lowered("embed" if embeds else "scalar", factors=(), **base)]
     if not embeds and "native" in strategies:
         call = native(program, rest, tuple(target), name, temp, show)
         if call is not None:  # one kernel call that multiplies no zeros: nothing else is cheaper
@@ -163,6 +177,8 @@ def price(program: Program, lowered: Lowered, size: Size | None = None) -> Cost:
         summed = bool(set(loops) - set(lowered.target))
         work = 2 if len(data) > 1 else 1 if summed else 0
         cost = model.kernel(loops, [_stored_legs(program, f) for f in data], lowered.target, work, size)
+        if lowered.native.bias is not None:  # one add per output entry, inside the kernel's call
+            cost = cost + Cost(model.elements(lowered.target, size), 0, 0, 0)
         pads = sum(line.count("torch.nn.functional.pad(") for line in lowered.native.lines)
         for _ in range(pads):
             cost = cost + model.copy(model.elements(_stored_legs(program, data[0]), size))
@@ -180,7 +196,7 @@ def price(program: Program, lowered: Lowered, size: Size | None = None) -> Cost:
                 views.add(view)
                 cost = cost + _view_copies(program, factor, size)
         cost = cost + _steps(lowered.factors, lowered.plan, size)
-    out = model.elements(lowered.legs, size)
+    out = model.elements(lowered.target if lowered.broadcast else lowered.legs, size)
     if lowered.embeds:
         cost = cost + model.copy(out)
     elif lowered.coefficient != 1:
@@ -205,6 +221,12 @@ def _stored_legs(program: Program, factor: Factor) -> tuple[str, ...]:
     return tuple(leg for axis in _storage(program, factor) for leg in axis)
 
 
+def lower_network(program: Program, network, strategies: tuple[str, ...] = STRATEGIES, *spelling) -> list[Lowering]:
+    """Every term lowered, then a bias term folded into a convolution's kernel (``None`` for it)."""
+    lowered = [(term, lower(program, term, network.legs, strategies, *spelling)) for term in network.terms]
+    return with_bias(program, lowered, *spelling[:1])
+
+
 def term_cost(program: Program, term: Term, legs: tuple[str, ...], strategies: tuple[str, ...] = STRATEGIES, size: Size | None = None) -> Cost:
     return price(program, lower(program, term, legs, strategies), size)
 
@@ -213,15 +235,17 @@ def network_cost(program: Program, name: str, strategies: tuple[str, ...] = STRA
     """A defined tensor's terms, lowered and priced, plus the additions that sum them."""
     network = program.definitions[name]
     size = size or program.size
-    costs = [term_cost(program, term, network.legs, strategies, size) for term in network.terms]
+    costs = [price(program, lowered, size) for _, lowered in lower_network(program, network, strategies) if lowered is not None]
     out = model.elements(network.legs, size)
     additions = [model.elementwise(out)] * max(len(costs) - 1, 0)
     return model.total(costs + additions + [application_cost(program, name, size)])
 
 
-def describe(lowered: Lowered) -> str:
+def describe(lowered: Lowered | None) -> str:
     """The strategy, as generated code and ``tnc cost`` state it."""
     parts = []
+    if lowered is None:
+        return "added by a convolution's kernel as its bias (bias=)"
     if lowered.native is not None:
         parts.append(f"strategy {lowered.native.why}")
     elif lowered.strategy == "window":
@@ -230,6 +254,10 @@ def describe(lowered: Lowered) -> str:
         parts.append("strategy einsum: pairwise steps in the order opt_einsum planned")
     if lowered.plan is not None:
         parts.append(f"path [{', '.join(str(p) for p in lowered.plan.path())}]")
+    if lowered.broadcast:
+        parts.append(f"broadcast over {', '.join(lowered.broadcast)} (a view)")
+    if lowered.strategy == "scalar":
+        parts.append("a scalar")
     if lowered.embeds:
         parts.append(f"the identities {', '.join(f'delta[{a}, {b}]' for a, b in lowered.embeds)} as a diagonal embedding")
     return "; ".join(parts)

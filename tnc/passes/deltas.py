@@ -18,6 +18,11 @@ def delta(a: str, b: str) -> Factor:
     return Factor(DELTA, Kind.DELTA, ((a,), (b,)))
 
 
+def ones(a: str) -> Factor:
+    """The one-leg copy tensor: 1 everywhere on ``a``; broadcasting a term over ``a`` multiplies by it."""
+    return Factor(DELTA, Kind.DELTA, ((a,),))
+
+
 def axis_deltas(mine: tuple[str, ...], theirs: tuple[str, ...]) -> list[Factor]:
     """Identities between two storage axes: one per leg where both are grouped alike, else one
     delta between the two groups (the same storage read with another grouping)."""
@@ -38,7 +43,14 @@ def eliminate_one(program: Program, term: Term, result_legs: set[str]) -> Term |
     product = term.product
     for node in product.nodes():
         factor = product.graph.nodes[node]["factor"]
-        if factor.kind is not Kind.DELTA or len(factor.axes) != 2:
+        if factor.kind is not Kind.DELTA:
+            continue
+        if len(factor.axes) == 1:
+            simpler = _without_ones(program, product, node, factor, result_legs, term.coefficient)
+            if simpler is not None:
+                return simpler
+            continue
+        if len(factor.axes) != 2:
             continue
         if any(len(axis) != 1 for axis in factor.axes):
             for one, group in ((factor.axes[0], factor.axes[1]), (factor.axes[1], factor.axes[0])):
@@ -58,7 +70,7 @@ def eliminate_one(program: Program, term: Term, result_legs: set[str]) -> Term |
                 continue
             rest = product.copy()
             rest.remove(node)
-            return Term(term.coefficient * program.index_sizes[a], rest)
+            return Term(term.coefficient * program.index_sizes[a], rest.copy())
         for gone, kept in ((a, b), (b, a)):
             if gone not in result_legs and elsewhere[gone]:
                 rest = product.copy()
@@ -67,8 +79,20 @@ def eliminate_one(program: Program, term: Term, result_legs: set[str]) -> Term |
         if a not in result_legs and b not in result_legs and not elsewhere[a] and not elsewhere[b]:
             rest = product.copy()
             rest.remove(node)
-            return Term(term.coefficient * program.index_sizes[a], rest)
+            return Term(term.coefficient * program.index_sizes[a], rest.copy())
     return None
+
+
+def _without_ones(program: Program, product: Product, node, factor: Factor, result_legs: set[str], coefficient) -> Term | None:
+    """``ones[a]`` goes where another factor carries ``a`` (times 1), or where ``a`` is summed and
+    carried by nothing else (the size of ``a``); a broadcast over a result leg stays."""
+    (a,) = factor.legs
+    elsewhere = len(product.carriers(a)) > 1
+    if not elsewhere and (a in result_legs or a not in program.index_sizes):
+        return None
+    rest = product.copy()
+    rest.remove(node)
+    return Term(coefficient if elsewhere else coefficient * program.index_sizes[a], rest.copy())  # nodes renumbered
 
 
 def eliminate_deltas(program: Program, network: Network) -> Network:

@@ -28,7 +28,7 @@ def variable_axes(program: Program, wrt: str, fresh: Fresh) -> Axes:
     return tuple(tuple(fresh(leg) for leg in axis) for axis in program.tensors[wrt].axes)
 
 
-def _cut(network: Network, wrt: str, new_axes: Axes) -> list[Term]:
+def _cut(program: Program, network: Network, wrt: str, new_axes: Axes) -> list[Term]:
     """One term per occurrence of ``wrt``: the occurrence removed, each of its axes joined to the
     matching new result axis by identities."""
     terms = []
@@ -40,7 +40,12 @@ def _cut(network: Network, wrt: str, new_axes: Axes) -> list[Term]:
             if any(isinstance(a, Window) for a in factor.axes):
                 raise DerivativeError(f"'{wrt}' is read through a window leg here; differentiate before simplifying")
             rest = [f for n, f in zip(term.product.nodes(), term.product.factors) if n != node]
-            deltas = [d for used, new in zip(factor.axes, new_axes) for d in axis_deltas(used, new)]
+            declared = program.tensors[wrt].axes
+            deltas = [
+                d
+                for used, new, mine in zip(factor.axes, new_axes, declared)
+                for d in axis_deltas(used, new, program.regrouped(used, mine))
+            ]
             terms.append(Term(term.coefficient, Product(rest + deltas)))
     return terms
 
@@ -49,7 +54,7 @@ def _derivative_terms(program: Program, network: Network, wrt: str, new_axes: Ax
     """The terms of d network / d wrt on the result axes ``network.axes + new_axes``: the cuts of
     ``wrt`` in the expanded network, and the chain rule through element-wise applications."""
     expanded = expand(program, network, fresh)
-    return _cut(expanded, wrt, new_axes) + through_applications(program, expanded, wrt, new_axes, fresh, _derivative_terms)
+    return _cut(program, expanded, wrt, new_axes) + through_applications(program, expanded, wrt, new_axes, fresh, _derivative_terms)
 
 
 def jacobian(program: Program, network: Network, wrt: str, fresh: Fresh) -> Network:
@@ -122,6 +127,9 @@ def derive_program(program: Program, wrt: str, of: str | None = None, vjp_seed: 
     program.tensors[name] = Tensor(name, Kind.DEFINED, result.axes)
     program.definitions[name] = result
     program.outputs = [name]
+    if not result.terms:  # exactly 0: the function still takes what it was taken of
+        wanted = program.interface(of) + [wrt] + [s for s in (vjp_seed, jvp_seed) if s is not None]
+        program.interfaces[name] = program.uses().in_file_order(wanted)
     validate(program)
     return name
 

@@ -39,9 +39,10 @@ class Network:
     def outputs(self) -> list[str]:
         return list(self.program.outputs)
 
-    def derive(self, wrt: str, of: str | None = None, vjp: str | None = None, jvp: str | None = None) -> "Network":
+    def derive(self, wrt: str | list[str], of: str | None = None, vjp: str | None = None, jvp: str | None = None) -> "Network":
         """The derivative of ``of`` (default: the single output) with respect to ``wrt`` as the
-        only output: the Jacobian, or with ``vjp``/``jvp`` its product with that seed."""
+        only output: the Jacobian, or with ``vjp``/``jvp`` its product with that seed. A list
+        ``wrt`` gives every derivative at once, as outputs that share the forward and backward steps."""
         from tnc.passes.derive import derive_program
 
         result = self._copy()

@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     derive = commands.add_parser("derive", help="differentiate a network: Jacobian, VJP or JVP, as a .tn file")
     derive.add_argument("file", metavar="FILE", help="a .tn file, or - for standard input")
-    derive.add_argument("--wrt", required=True, metavar="A", help="the input or param to differentiate with respect to")
+    derive.add_argument("--wrt", required=True, metavar="A", help="the input or param to differentiate with respect to (A,B,...: every gradient at once)")
     derive.add_argument("--of", metavar="T", help="the tensor to differentiate (default: the file's single output)")
     seeds = derive.add_mutually_exclusive_group()
     seeds.add_argument("--vjp", metavar="V", help="contract with the seed V over T's legs (a gradient)")
@@ -111,10 +111,12 @@ def run(args: argparse.Namespace) -> None:
             if value is not None and not is_tensor_name(value):
                 raise UsageError(f"{option} {value}: a seed must be a tensor name (letters, digits, _ and trailing primes, not a keyword)")
         try:
-            name = derive_program(program, args.wrt, args.of, args.vjp, args.jvp)
+            wrt = args.wrt.split(",") if "," in args.wrt else args.wrt
+            names = derive_program(program, wrt, args.of, args.vjp, args.jvp)
         except DerivativeError as error:
             raise UsageError(str(error)) from None
         what = f"vjp with seed {args.vjp}" if args.vjp else f"jvp with tangent {args.jvp}" if args.jvp else "Jacobian"
+        name = names if isinstance(names, str) else ", ".join(names)
         header = f"{name}: the {what} of {args.of or 'the output'} with respect to {args.wrt}, derived by tnc from {program.source.name}"
         write_output(to_tn(program, header), args.output)
     else:

@@ -350,7 +350,7 @@ class TorchGenerator:
         patterns = [a for a in args if self.program.tensors[a].kind is Kind.PATTERN and a in read]
         inputs = self.uses.interface(name)
         out = self.lines.append
-        needed = self.symbols_in(args + self.uses.defined_order(name))
+        needed = self.symbols_in(args + inputs + self.uses.defined_order(name))  # _expect checks every input
         for order in self.uses.defined_order(name):
             needed |= set(self.eval_sizes(order))
         reads, missing = self.resolve_sizes(inputs, needed)

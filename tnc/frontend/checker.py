@@ -44,6 +44,7 @@ class _Slot:
     declared: tuple[str, ...]
     tensor: str
     span: Span
+    regrouped: bool = False  # the same storage split another way: only the total size must agree
 
 
 class _Unifier:
@@ -336,6 +337,7 @@ class Checker:
                 self.unifier.failed.add(name)
                 return
             self.unifier.assign(name, _Origin(size, decl.name.span, f"declared as 'index {name}: {size}'"))
+            self.program.declared_sizes[name] = size
 
     def declare_tensor(self, name: ast.Name, kind: Kind, axes: tuple[ast.Axis, ...], span: Span) -> Tensor | None:
         if name.text == DELTA:
@@ -689,8 +691,20 @@ class Checker:
                 self.slots.append(_Slot(theirs.names, mine, eq.name.text, theirs.span))
         self.constrain(network, eq.rhs.span)
         self.program.definitions[eq.name.text] = network
+        if not network.terms:  # exactly 0: the function still takes what it was taken of
+            self.program.interfaces[eq.name.text] = self.call_interface(eq.rhs)
         if eq.output:
             self.marked_outputs.append(eq.name.text)
+
+    def call_interface(self, call: ast.Call) -> list[str]:
+        """The inputs and params a derivative form names or reaches through its arguments."""
+        uses, names = self.program.uses(), []
+        for arg in call.args:
+            if isinstance(arg, ast.Call):
+                names += self.call_interface(arg)
+            elif arg.text in self.program.tensors:
+                names += uses.dependencies(arg.text) if arg.text in self.program.definitions else [arg.text]
+        return uses.in_file_order(n for n in names if self.program.tensors[n].kind in (Kind.INPUT, Kind.PARAM))
 
     def constrain(self, network: Network, span: Span) -> None:
         """Size constraints for a network built by a pass: every factor against its declaration
@@ -703,9 +717,10 @@ class Checker:
                 for axis in names:
                     for leg in axis:
                         self.unifier.use(leg.text, span)
-                if factor.kind is Kind.DELTA:
-                    if len(names) == 2:
-                        self.slots.append(_Slot(names[1], factor.axes[0], DELTA, span))
+                if factor.kind is Kind.DELTA:  # a pass writes a grouped delta only for a regrouping
+                    if len(names) == 2:  # a one-leg delta (broadcast ones) links no sizes
+                        regrouped = len(factor.axes[0]) > 1 and len(factor.axes[1]) > 1
+                        self.slots.append(_Slot(names[1], factor.axes[0], DELTA, span, regrouped))
                     continue
                 for axis, mine, declared in zip(names, factor.axes, self.program.tensors[factor.tensor].axes):
                     if not isinstance(mine, Window):
@@ -799,7 +814,7 @@ class Checker:
     def infer_sizes(self) -> None:
         product_slots = []
         for slot in self.slots:
-            if len(slot.legs) == len(slot.declared):
+            if len(slot.legs) == len(slot.declared) and not self.regrouped(slot):
                 for leg, declared in zip(slot.legs, slot.declared):
                     self.unifier.join(leg.text, leg.span, declared, slot.tensor)
             else:
@@ -820,6 +835,19 @@ class Checker:
                 self.error(span, f"cannot infer the size of index '{name}'; declare it with 'index {name}: SIZE'")
             else:
                 self.program.index_sizes[name] = size
+
+    def regrouped(self, slot: _Slot) -> bool:
+        """Whether a group of legs reads an axis grouped with as many legs of other known sizes
+        (``A[(a b)]`` of ``A[(i j)]`` with a != i): the same storage split another way, which
+        only the total size constrains."""
+        if slot.regrouped:
+            return True
+        if len(slot.legs) < 2:
+            return False
+        sizes = [(self.unifier.size(leg.text), self.unifier.size(d)) for leg, d in zip(slot.legs, slot.declared)]
+        if any(a is None or b is None for a, b in sizes):
+            return False
+        return not all(self.unifier.equal(a, b) for a, b in sizes)
 
     def solve_slot(self, slot: _Slot, final: bool = False) -> bool:
         """Grouped legs against a differently grouped axis: the sizes must multiply to the same."""

@@ -46,6 +46,9 @@ class Program:
     # The inputs and params each output took as written; rewrites that cancel a dependency
     # (X - X = 0) keep the generated function's signature.
     interfaces: dict[str, list[str]] = field(default_factory=dict)
+    # Sizes of the indices declared with 'index', known before inference finishes: the passes
+    # that run while a file is checked (derivatives) read them to tell regroupings apart.
+    declared_sizes: dict[str, sympy.Expr] = field(default_factory=dict)
 
     def concrete(self, expr: sympy.Expr) -> sympy.Expr:
         """Substitute bound sizes until only free symbols remain (memoised, see ``tnc.ir.sizes``)."""
@@ -57,6 +60,16 @@ class Program:
 
     def size(self, index: str) -> sympy.Expr:
         return self.concrete(self.index_sizes[index])
+
+    def regrouped(self, mine: tuple[str, ...], theirs: tuple[str, ...]) -> bool:
+        """Whether two axes of as many legs split one storage axis differently (``(a b)`` against
+        ``(i j)`` with a != i), as far as the sizes known so far tell."""
+        if len(mine) != len(theirs) or len(mine) < 2:
+            return False
+        known = {**self.declared_sizes, **self.index_sizes}
+        if not all(leg in known for leg in (*mine, *theirs)):
+            return False
+        return any(self.concrete(known[a]) != self.concrete(known[b]) for a, b in zip(mine, theirs))
 
     def axis_size(self, axis: tuple[str, ...]) -> sympy.Expr:
         return self.concrete(sympy.Mul(*(self.index_sizes[name] for name in axis)))

@@ -23,10 +23,10 @@ def ones(a: str) -> Factor:
     return Factor(DELTA, Kind.DELTA, ((a,),))
 
 
-def axis_deltas(mine: tuple[str, ...], theirs: tuple[str, ...]) -> list[Factor]:
+def axis_deltas(mine: tuple[str, ...], theirs: tuple[str, ...], regrouped: bool = False) -> list[Factor]:
     """Identities between two storage axes: one per leg where both are grouped alike, else one
     delta between the two groups (the same storage read with another grouping)."""
-    if len(mine) == len(theirs):
+    if len(mine) == len(theirs) and not regrouped:
         return [delta(a, b) for a, b in zip(mine, theirs)]
     return [Factor(DELTA, Kind.DELTA, (tuple(mine), tuple(theirs)))]
 

@@ -50,5 +50,5 @@ def through_applications(program: Program, expanded: Network, wrt: str, new_axes
             jacobian = Network(used.axes + new_axes, inner)
             use = Factor(argument, used.kind, factor.axes + new_axes)
             for piece in inner:
-                terms.append(Term(term.coefficient * scale * piece.coefficient, Product(rest + _instantiate(piece, jacobian, use, fresh))))
+                terms.append(Term(term.coefficient * scale * piece.coefficient, Product(rest + _instantiate(program, piece, jacobian, use, fresh))))
     return terms

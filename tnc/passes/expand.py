@@ -16,7 +16,7 @@ class ExpansionError(ValueError):
     """A defined tensor is used with a grouping of legs that expansion cannot map."""
 
 
-def _instantiate(term: Term, network: Network, use: Factor, fresh: Fresh) -> list[Factor]:
+def _instantiate(program: Program, term: Term, network: Network, use: Factor, fresh: Fresh) -> list[Factor]:
     """The factors of one term of ``use.tensor``'s network, with legs named as at ``use``."""
     mapping: dict[str, str] = {}
     split: dict[str, tuple[str, ...]] = {}
@@ -24,14 +24,14 @@ def _instantiate(term: Term, network: Network, use: Factor, fresh: Fresh) -> lis
     for defined, used in zip(network.axes, use.axes):
         if isinstance(used, Window):
             raise ExpansionError(f"'{use.tensor}' is read through a window leg; expand before simplifying")
-        if len(defined) == len(used):
+        if len(defined) == len(used) and not program.regrouped(defined, used):
             mapping.update(zip(defined, used))
         elif len(defined) == 1:
             split[defined[0]] = used
         else:  # the use reads a grouped axis with other legs: relate the two through an identity
             copies = tuple(fresh(leg) for leg in defined)
             mapping.update(zip(defined, copies))
-            identities.extend(axis_deltas(copies, used))
+            identities.extend(axis_deltas(copies, used, regrouped=True))
     for leg in sorted(term.product.indices() - set(network.legs)):
         mapping[leg] = fresh(leg)
     factors = []
@@ -55,7 +55,7 @@ def expand(program: Program, network: Network, fresh: Fresh) -> Network:
                 raise ExpansionError(f"'{factor.tensor}' has no valid definition")
             inner = expand(program, program.definitions[factor.tensor], fresh)
             partial = [
-                (c * t.coefficient, fs + _instantiate(t, inner, factor, fresh)) for c, fs in partial for t in inner.terms
+                (c * t.coefficient, fs + _instantiate(program, t, inner, factor, fresh)) for c, fs in partial for t in inner.terms
             ]
         terms.extend(Term(c, Product(fs)) for c, fs in partial)
     return Network(network.axes, terms)

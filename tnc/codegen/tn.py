@@ -25,9 +25,14 @@ def _operand(expr: sympy.Expr) -> str:
     return scalar_text(expr) if expr.is_Atom else f"({scalar_text(expr)})"
 
 
-def _broadcast(factor: Factor, product: Product, legs: tuple[str, ...]) -> bool:
-    """A ones factor that broadcasting writes implicitly: on a result leg no other factor carries."""
-    return factor.kind is Kind.DELTA and len(factor.axes) == 1 and factor.legs[0] in legs and len(product.carriers(factor.legs[0])) == 1
+def _is_ones(factor: Factor) -> bool:
+    return factor.kind is Kind.DELTA and len(factor.axes) == 1
+
+
+def _broadcast(factor: Factor, product: Product, legs: set[str]) -> bool:
+    """A ones factor that broadcasting writes implicitly: on a result leg no other factor of its
+    term carries, where another term carries it (a leg that no term carries must stay written)."""
+    return _is_ones(factor) and factor.legs[0] in legs and len(product.carriers(factor.legs[0])) == 1
 
 
 def network_text(network: Network) -> str:
@@ -35,12 +40,14 @@ def network_text(network: Network) -> str:
     if not network.terms:
         return "0"
     parts = []
+    implicit = {leg for term in network.terms for f in term.product if not _is_ones(f) for leg in f.legs}
+    implicit &= set(network.legs)
     for position, term in enumerate(network.terms):
         coefficient = sympy.sympify(term.coefficient)
         negative = coefficient.could_extract_minus_sign()
         if negative:
             coefficient = -coefficient
-        factors = " * ".join(factor_text(f) for f in term.product if not _broadcast(f, term.product, network.legs))
+        factors = " * ".join(factor_text(f) for f in term.product if not _broadcast(f, term.product, implicit))
         if not factors:  # a scalar term, broadcast over every result leg
             scale = f"{coefficient}" if coefficient.is_Integer or coefficient.is_Symbol else f"({scalar_text(coefficient)})"
         else:

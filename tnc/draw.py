@@ -3,15 +3,13 @@
 Tensors are labelled shapes (inputs circles, params squares, defined tensors diamonds, index
 patterns triangles, identities small black dots), every leg is a line labelled with its index,
 a leg joining three or more tensors meets at a black hyperedge dot, and open legs dangle to the
-border. Legs a derivative cut open are drawn in red. Layout: Graphviz when ``dot`` is on the
-PATH, else a seeded spring layout (networkx), so the same file always gives the same picture.
+border. Legs a derivative cut open are drawn in red. The layout is computed here, without any
+system tool (Graphviz is only an output format), so the same file always gives the same picture.
 """
 
 from __future__ import annotations
 
 import math
-import shutil
-import subprocess
 from dataclasses import dataclass
 
 import networkx as nx
@@ -66,46 +64,93 @@ def panels(program: Program, term: int | None = None) -> list[Panel]:
     return found
 
 
+COLUMNS = {Kind.INPUT: 0.0, Kind.DEFINED: 2.0, Kind.PATTERN: 2.0, Kind.DELTA: 2.0, Kind.PARAM: 4.0}
+NODE = 0.3  # half-size of a tensor's box in layout units
+DOT = 0.08  # half-size of a hyperedge dot or an open leg's label height
+
+
+def half_size(graph: nx.Graph, node) -> tuple[float, float]:
+    """Half width and height of what is drawn at ``node`` (a tensor, a dot, an open leg's name)."""
+    kind = graph.nodes[node].get("kind")
+    if kind is None:
+        return 0.06 * len(graph.nodes[node]["label"]) + 0.06, DOT + 0.04
+    return (DOT, DOT) if kind in ("hyper", Kind.DELTA) else (NODE, NODE)
+
+
+def label_box(graph: nx.Graph, positions: dict, a, b, leg: str) -> tuple[float, float, float, float]:
+    """Centre and half sizes of the label of the edge ``a``–``b``: at 40% of the way from ``a``."""
+    (x0, y0), (x1, y1) = positions[a], positions[b]
+    return x0 + 0.4 * (x1 - x0), y0 + 0.4 * (y1 - y0), 0.05 * len(leg) + 0.04, 0.09
+
+
+def segment_hits_box(p, q, centre, half) -> bool:
+    """Whether the segment ``p``–``q`` meets the open box ``centre`` ± ``half`` (Liang–Barsky clip)."""
+    (x0, y0), (x1, y1) = p, q
+    low, high = 0.0, 1.0
+    for d, start, lo, hi in ((x1 - x0, x0, centre[0] - half[0], centre[0] + half[0]),
+                             (y1 - y0, y0, centre[1] - half[1], centre[1] + half[1])):
+        if abs(d) < 1e-12:
+            if not lo < start < hi:
+                return False
+            continue
+        t0, t1 = sorted(((lo - start) / d, (hi - start) / d))
+        low, high = max(low, t0), min(high, t1)
+    return high - low > 1e-9
+
+
+def _boxes_overlap(a, b) -> bool:
+    return abs(a[0] - b[0]) < a[2] + b[2] and abs(a[1] - b[1]) < a[3] + b[3]
+
+
+def problems(graph: nx.Graph, positions: dict) -> list:
+    """Nodes that an edge runs under or that a label covers: what the layout must not have."""
+    found = []
+    boxes = {n: (*positions[n], *half_size(graph, n)) for n in graph.nodes}
+    labels = [(a, b, label_box(graph, positions, a, b, d["label"])) for a, b, d in graph.edges(data=True)]
+    for node, box in boxes.items():
+        for a, b, _ in graph.edges(data=True):
+            if node not in (a, b) and segment_hits_box(positions[a], positions[b], box[:2], box[2:]):
+                found.append(node)
+        for other, second in boxes.items():
+            if str(other) < str(node) and _boxes_overlap(box, second):
+                found.append(node)
+        for a, b, label in labels:
+            if _boxes_overlap(box, label) and node not in (a, b):
+                found.append(node)
+    for i, (a, b, first) in enumerate(labels):
+        for c, d, second in labels[i + 1:]:
+            if _boxes_overlap(first, second):
+                found.append(b if graph.nodes[b].get("kind") is not None else a)
+    return found
+
+
 def _layout(graph: nx.Graph) -> dict:
-    if shutil.which("dot"):
-        try:
-            return _graphviz_layout(graph)
-        except (OSError, subprocess.SubprocessError, ValueError):
-            pass
-    positions, offset = {}, 0.0
-    simple = nx.Graph(graph)
-    components = sorted(nx.connected_components(simple), key=lambda c: (-len(c), sorted(map(str, c))))
-    for component in components:  # each piece laid out on its own, then side by side
-        piece = simple.subgraph(component)
-        if len(piece) == 1:
-            local = {next(iter(component)): (0.0, 0.0)}
-        else:
-            local = nx.spring_layout(piece, seed=7, k=1.6 / math.sqrt(len(piece)), iterations=200)
-        xs = [p[0] for p in local.values()]
-        ys = [p[1] for p in local.values()]
-        scale = max(max(xs) - min(xs), max(ys) - min(ys), 1e-9) if len(piece) > 1 else 1.0
-        width = (max(xs) - min(xs)) / scale if len(piece) > 1 else 0.0
-        size = math.sqrt(len(piece) / len(simple))  # bigger pieces get more room
-        for node, (x, y) in local.items():
-            positions[node] = (offset + (x - min(xs)) / scale * size, (y - (min(ys) + max(ys)) / 2) / scale * size)
-        offset += width * size + 0.35
-    return positions
+    """Columns in the style of the literature: fixed coordinates, no randomness, no system tool.
 
-
-def _graphviz_layout(graph: nx.Graph) -> dict:
-    ids = {node: f"n{number}" for number, node in enumerate(sorted(graph.nodes, key=str))}
-    lines = ["graph G {", "  layout=neato; overlap=false;"]
-    lines += [f"  {ids[node]};" for node in graph.nodes]
-    lines += [f"  {ids[a]} -- {ids[b]};" for a, b in graph.edges()]
-    plain = subprocess.run(["dot", "-Kneato", "-Tplain"], input="\n".join(lines + ["}"]), capture_output=True, text=True, timeout=20, check=True).stdout
-    back = {v: k for k, v in ids.items()}
+    Inputs on the left, index patterns, identities and defined tensors in the middle, params on
+    the right; a primed copy (``X'``) sits mirrored below its original; hyperedge dots between the
+    columns they join; open legs at the left and right borders. No repair pass yet: crossings remain.
+    """
+    tensors = sorted((n for n in graph.nodes if n[0] == "t"), key=lambda n: n[1])
+    rows: dict[float, int] = {}
     positions = {}
-    for line in plain.splitlines():
-        parts = line.split()
-        if parts and parts[0] == "node":
-            positions[back[parts[1]]] = (float(parts[2]), float(parts[3]))
-    if len(positions) != len(graph):
-        raise ValueError("graphviz dropped nodes")
+    for node in tensors:
+        column = COLUMNS[graph.nodes[node]["kind"]]
+        row = rows.get(column, 0)
+        rows[column] = row + 1
+        positions[node] = (column, -2.0 * row - 0.5 * column)
+    for number, node in enumerate(sorted((n for n in graph.nodes if n[0] == "h"), key=str)):
+        ends = [positions[m] for m in graph.neighbors(node) if m in positions]
+        x = sum(p[0] for p in ends) / len(ends) if ends else 1.0
+        x = x + 1.0 if abs(x - round(x / 2) * 2) < 0.5 else x
+        y = sum(p[1] for p in ends) / len(ends) if ends else 0.0
+        positions[node] = (x, y + 0.23 * number)
+    opened = sorted((n for n in graph.nodes if n[0] == "open"), key=str)
+    for number, node in enumerate(opened):
+        ends = [positions[m] for m in graph.neighbors(node) if m in positions]
+        x = ends[0][0] if ends else 0.0
+        side = -1.6 if x <= 2.0 else 5.6
+        positions[node] = (side, 0.5 - 1.0 * number)
     return positions
 
 
@@ -160,33 +205,36 @@ def render(program: Program, format: str, term: int | None = None) -> bytes:
 
 
 def _draw_panel(ax, panel: Panel) -> None:
+    import matplotlib.patches as patches
+
     graph = panel.graph
     positions = _layout(graph)
     ax.set_title(panel.title, fontsize=10)
     ax.axis("off")
     ax.set_aspect("equal")
-    xs = [p[0] for p in positions.values()]
-    ys = [p[1] for p in positions.values()]
-    span = max(max(xs) - min(xs), max(ys) - min(ys), 1e-9)
     for a, b, data in graph.edges(data=True):
         (x0, y0), (x1, y1) = positions[a], positions[b]
         colour = "red" if data["label"] in panel.cut else "0.25"
         ax.plot([x0, x1], [y0, y1], color=colour, linewidth=1.4, zorder=1)
-        ax.text((x0 + x1) / 2, (y0 + y1) / 2, data["label"], fontsize=8, color=colour, ha="center", va="center",
+        x, y, _, _ = label_box(graph, positions, a, b, data["label"])
+        ax.text(x, y, data["label"], fontsize=8, color=colour, ha="center", va="center",
                 bbox=dict(boxstyle="round,pad=0.1", facecolor="white", edgecolor="none"), zorder=3)
     for node, data in graph.nodes(data=True):
         x, y = positions[node]
         kind = data.get("kind")
-        if kind == "hyper":
-            ax.scatter([x], [y], s=30, color="black", zorder=4)
-        elif kind is None:  # the end of an open leg
+        if kind is None:  # the end of an open leg, at the border
             ax.text(x, y, data["label"], fontsize=9, style="italic", ha="center", va="center", zorder=4,
                     color="red" if data["label"] in panel.cut else "black")
+        elif kind in ("hyper", Kind.DELTA):
+            ax.add_patch(patches.Circle((x, y), DOT, color="black", zorder=4))
         else:
-            size = 60 if kind is Kind.DELTA else 900
-            ax.scatter([x], [y], s=size, marker=SHAPES[kind], color=COLOURS[kind], edgecolors="black", linewidths=1.0, zorder=4)
-            if kind is not Kind.DELTA:
-                ax.text(x, y - 0.0 * span, data["label"], fontsize=9, ha="center", va="center", zorder=5)
-    pad = 0.15 * span
-    ax.set_xlim(min(xs) - pad, max(xs) + pad)
-    ax.set_ylim(min(ys) - pad, max(ys) + pad)
+            shape = {"o": patches.Circle((x, y), NODE), "s": patches.Rectangle((x - NODE, y - NODE), 2 * NODE, 2 * NODE),
+                     "D": patches.RegularPolygon((x, y), 4, radius=NODE), "^": patches.RegularPolygon((x, y), 3, radius=NODE)}
+            patch = shape[SHAPES[kind]]
+            patch.set(facecolor=COLOURS[kind], edgecolor="black", linewidth=1.0, zorder=4)
+            ax.add_patch(patch)
+            ax.text(x, y, data["label"], fontsize=8, ha="center", va="center", zorder=5)
+    xs = [positions[n][0] + s * half_size(graph, n)[0] for n in graph.nodes for s in (-1, 1)]
+    ys = [positions[n][1] + s * half_size(graph, n)[1] for n in graph.nodes for s in (-1, 1)]
+    ax.set_xlim(min(xs) - 0.3, max(xs) + 0.3)
+    ax.set_ylim(min(ys) - 0.3, max(ys) + 0.3)

@@ -77,10 +77,14 @@ def half_size(graph: nx.Graph, node) -> tuple[float, float]:
     return (DOT, DOT) if kind in ("hyper", Kind.DELTA) else (NODE, NODE)
 
 
-def label_box(graph: nx.Graph, positions: dict, a, b, leg: str) -> tuple[float, float, float, float]:
-    """Centre and half sizes of the label of the edge ``a``–``b``: at 40% of the way from ``a``."""
+FRACTIONS = (0.4, 0.6, 0.25, 0.75, 0.5, 0.33, 0.67)  # where along an edge its label sits, by parallel edge
+
+
+def label_box(positions: dict, a, b, key: int, leg: str) -> tuple[float, float, float, float]:
+    """Centre and half sizes of the label of the ``key``-th edge ``a``–``b`` (parallel labels spread out)."""
     (x0, y0), (x1, y1) = positions[a], positions[b]
-    return x0 + 0.4 * (x1 - x0), y0 + 0.4 * (y1 - y0), 0.05 * len(leg) + 0.04, 0.09
+    t = FRACTIONS[key % len(FRACTIONS)]
+    return x0 + t * (x1 - x0), y0 + t * (y1 - y0), 0.05 * len(leg) + 0.04, 0.09
 
 
 def segment_hits_box(p, q, centre, half) -> bool:
@@ -106,7 +110,7 @@ def problems(graph: nx.Graph, positions: dict) -> list:
     """Nodes that an edge runs under or that a label covers: what the layout must not have."""
     found = []
     boxes = {n: (*positions[n], *half_size(graph, n)) for n in graph.nodes}
-    labels = [(a, b, label_box(graph, positions, a, b, d["label"])) for a, b, d in graph.edges(data=True)]
+    labels = [(a, b, label_box(positions, a, b, k, d["label"])) for a, b, k, d in graph.edges(keys=True, data=True)]
     for node, box in boxes.items():
         for a, b, _ in graph.edges(data=True):
             if node not in (a, b) and segment_hits_box(positions[a], positions[b], box[:2], box[2:]):
@@ -129,7 +133,8 @@ def _layout(graph: nx.Graph) -> dict:
 
     Inputs on the left, index patterns, identities and defined tensors in the middle, params on
     the right; a primed copy (``X'``) sits mirrored below its original; hyperedge dots between the
-    columns they join; open legs at the left and right borders. No repair pass yet: crossings remain.
+    columns they join; open legs at the left and right borders. A deterministic local search then
+    moves what an edge runs under or a label covers (tensors stay within ``SWAY`` of their column).
     """
     tensors = sorted((n for n in graph.nodes if n[0] == "t"), key=lambda n: n[1])
     rows: dict[float, int] = {}
@@ -145,13 +150,50 @@ def _layout(graph: nx.Graph) -> dict:
         x = x + 1.0 if abs(x - round(x / 2) * 2) < 0.5 else x
         y = sum(p[1] for p in ends) / len(ends) if ends else 0.0
         positions[node] = (x, y + 0.23 * number)
-    opened = sorted((n for n in graph.nodes if n[0] == "open"), key=str)
-    for number, node in enumerate(opened):
+    taken: set[tuple[float, float]] = set()
+    for node in sorted((n for n in graph.nodes if n[0] == "open"), key=str):
         ends = [positions[m] for m in graph.neighbors(node) if m in positions]
-        x = ends[0][0] if ends else 0.0
-        side = -1.6 if x <= 2.0 else 5.6
-        positions[node] = (side, 0.5 - 1.0 * number)
+        x, y = ends[0] if ends else (0.0, 0.0)
+        spot = (-1.6 if x < 2.0 else 5.6, y)  # level with its tensor, at the nearer border
+        while spot in taken:
+            spot = (spot[0], spot[1] - 0.6)
+        taken.add(spot)
+        positions[node] = spot
+    return _repair(graph, positions)
+
+
+SWAY = 0.6  # how far a tensor may leave its column to clear an edge
+STEPS = [(dx, dy) for dy in (0.0, -0.5, 0.5, -1.0, 1.0, -1.5, 1.5, -2.5, 2.5) for dx in (0.0, -SWAY, SWAY)][1:]
+
+
+def _repair(graph: nx.Graph, positions: dict, rounds: int = 60) -> dict:
+    """Greedy: move one node (a hit one, else any) to the spot that lowers the number of problems most."""
+    home = dict(positions)
+    score = len(problems(graph, positions))
+    while score and rounds:
+        rounds -= 1
+        hit = sorted(set(problems(graph, positions)), key=str)
+        move = _best_move(graph, positions, home, hit, score) or _best_move(
+            graph, positions, home, sorted(set(graph.nodes) - set(hit), key=str), score)
+        if move is None:
+            break
+        score, node, spot = move
+        positions = {**positions, node: spot}
     return positions
+
+
+def _best_move(graph: nx.Graph, positions: dict, home: dict, nodes: list, score: int):
+    """The (problems, node, spot) of the best single move of one of ``nodes``, if any improves."""
+    best = None
+    for node in nodes:
+        x, y = positions[node]
+        for dx, dy in STEPS:
+            if (node[0] == "open" and dx) or (node[0] == "t" and abs(x + dx - home[node][0]) > SWAY + 1e-9):
+                continue
+            count = len(problems(graph, {**positions, node: (x + dx, y + dy)}))
+            if count < (best[0] if best else score):
+                best = (count, node, (x + dx, y + dy))
+    return best
 
 
 def to_dot(program: Program, term: int | None = None) -> str:
@@ -212,11 +254,11 @@ def _draw_panel(ax, panel: Panel) -> None:
     ax.set_title(panel.title, fontsize=10)
     ax.axis("off")
     ax.set_aspect("equal")
-    for a, b, data in graph.edges(data=True):
+    for a, b, key, data in graph.edges(keys=True, data=True):
         (x0, y0), (x1, y1) = positions[a], positions[b]
         colour = "red" if data["label"] in panel.cut else "0.25"
         ax.plot([x0, x1], [y0, y1], color=colour, linewidth=1.4, zorder=1)
-        x, y, _, _ = label_box(graph, positions, a, b, data["label"])
+        x, y, _, _ = label_box(positions, a, b, key, data["label"])
         ax.text(x, y, data["label"], fontsize=8, color=colour, ha="center", va="center",
                 bbox=dict(boxstyle="round,pad=0.1", facecolor="white", edgecolor="none"), zorder=3)
     for node, data in graph.nodes(data=True):
@@ -234,7 +276,13 @@ def _draw_panel(ax, panel: Panel) -> None:
             patch.set(facecolor=COLOURS[kind], edgecolor="black", linewidth=1.0, zorder=4)
             ax.add_patch(patch)
             ax.text(x, y, data["label"], fontsize=8, ha="center", va="center", zorder=5)
+    left, right, bottom, top = canvas(graph, positions)
+    ax.set_xlim(left, right)
+    ax.set_ylim(bottom, top)
+
+
+def canvas(graph: nx.Graph, positions: dict, margin: float = 0.3) -> tuple[float, float, float, float]:
+    """Left, right, bottom, top of a panel: every node's box plus ``margin``."""
     xs = [positions[n][0] + s * half_size(graph, n)[0] for n in graph.nodes for s in (-1, 1)]
     ys = [positions[n][1] + s * half_size(graph, n)[1] for n in graph.nodes for s in (-1, 1)]
-    ax.set_xlim(min(xs) - 0.3, max(xs) + 0.3)
-    ax.set_ylim(min(ys) - 0.3, max(ys) + 0.3)
+    return min(xs) - margin, max(xs) + margin, min(ys) - margin, max(ys) + margin

@@ -43,15 +43,14 @@ def test_draw_is_identical_without_graphviz_on_path(name, format, monkeypatch, t
 
 
 def _cases():
-    """Every example, every derived example, and each example derived wrt each of its params."""
+    """Every example, every derived example, and each output of each example derived wrt each param."""
     cases = [(p.stem, tnc.load(p)) for p in EXAMPLES + sorted((ROOT / "examples" / "derived").glob("*.tn"))]
     for path in EXAMPLES:
         network = tnc.load(path)
-        if len(network.outputs) != 1:
-            continue
-        for name, tensor in network.program.tensors.items():
-            if tensor.kind is Kind.PARAM:
-                cases.append((f"{path.stem}/d{name}", network.derive(name)))
+        for of in network.outputs:
+            for name, tensor in network.program.tensors.items():
+                if tensor.kind is Kind.PARAM:
+                    cases.append((f"{path.stem}/d{of}/d{name}", network.derive(name, of=of)))
     return cases
 
 

@@ -275,7 +275,7 @@ def _draw_panel(ax, panel: Panel) -> None:
             patch = shape[SHAPES[kind]]
             patch.set(facecolor=COLOURS[kind], edgecolor="black", linewidth=1.0, zorder=4)
             ax.add_patch(patch)
-            ax.text(x, y, data["label"], fontsize=8, ha="center", va="center", zorder=5)
+            ax.text(x, y, data["label"], fontsize=8 if len(data["label"]) <= 4 else 6, ha="center", va="center", zorder=5)
     left, right, bottom, top = canvas(graph, positions)
     ax.set_xlim(left, right)
     ax.set_ylim(bottom, top)

@@ -32,6 +32,12 @@ class Network:
     def __repr__(self) -> str:
         return f"<tnc.Network {self.stem}: outputs {', '.join(self.program.outputs) or '(none)'}>"
 
+    def _repr_svg_(self) -> str:
+        """The diagram (as ``tnc draw`` writes it), so a notebook shows the network as a picture."""
+        from tnc.draw import render
+
+        return render(self.program, "svg").decode()
+
     def _copy(self) -> "Network":
         return Network(copy.deepcopy(self.program), self.stem, self.log, self.simplified)
 

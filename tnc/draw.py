@@ -3,15 +3,13 @@
 Tensors are labelled shapes (inputs circles, params squares, defined tensors diamonds, index
 patterns triangles, identities small black dots), every leg is a line labelled with its index,
 a leg joining three or more tensors meets at a black hyperedge dot, and open legs dangle to the
-border. Legs a derivative cut open are drawn in red. Layout: Graphviz when ``dot`` is on the
-PATH, else a seeded spring layout (networkx), so the same file always gives the same picture.
+border. Legs a derivative cut open are drawn in red. The layout is computed here, without any
+system tool (Graphviz is only an output format), so the same file always gives the same picture.
 """
 
 from __future__ import annotations
 
 import math
-import shutil
-import subprocess
 from dataclasses import dataclass
 
 import networkx as nx
@@ -66,49 +64,136 @@ def panels(program: Program, term: int | None = None) -> list[Panel]:
     return found
 
 
+COLUMNS = {Kind.INPUT: 0.0, Kind.DEFINED: 2.0, Kind.PATTERN: 2.0, Kind.DELTA: 2.0, Kind.PARAM: 4.0}
+NODE = 0.3  # half-size of a tensor's box in layout units
+DOT = 0.08  # half-size of a hyperedge dot or an open leg's label height
+
+
+def half_size(graph: nx.Graph, node) -> tuple[float, float]:
+    """Half width and height of what is drawn at ``node`` (a tensor, a dot, an open leg's name)."""
+    kind = graph.nodes[node].get("kind")
+    if kind is None:
+        return 0.06 * len(graph.nodes[node]["label"]) + 0.06, DOT + 0.04
+    return (DOT, DOT) if kind in ("hyper", Kind.DELTA) else (NODE, NODE)
+
+
+FRACTIONS = (0.4, 0.6, 0.25, 0.75, 0.5, 0.33, 0.67)  # where along an edge its label sits, by parallel edge
+
+
+def label_box(positions: dict, a, b, key: int, leg: str) -> tuple[float, float, float, float]:
+    """Centre and half sizes of the label of the ``key``-th edge ``a``–``b`` (parallel labels spread out)."""
+    (x0, y0), (x1, y1) = positions[a], positions[b]
+    t = FRACTIONS[key % len(FRACTIONS)]
+    return x0 + t * (x1 - x0), y0 + t * (y1 - y0), 0.05 * len(leg) + 0.04, 0.09
+
+
+def segment_hits_box(p, q, centre, half) -> bool:
+    """Whether the segment ``p``–``q`` meets the open box ``centre`` ± ``half`` (Liang–Barsky clip)."""
+    (x0, y0), (x1, y1) = p, q
+    low, high = 0.0, 1.0
+    for d, start, lo, hi in ((x1 - x0, x0, centre[0] - half[0], centre[0] + half[0]),
+                             (y1 - y0, y0, centre[1] - half[1], centre[1] + half[1])):
+        if abs(d) < 1e-12:
+            if not lo < start < hi:
+                return False
+            continue
+        t0, t1 = sorted(((lo - start) / d, (hi - start) / d))
+        low, high = max(low, t0), min(high, t1)
+    return high - low > 1e-9
+
+
+def _boxes_overlap(a, b) -> bool:
+    return abs(a[0] - b[0]) < a[2] + b[2] and abs(a[1] - b[1]) < a[3] + b[3]
+
+
+def problems(graph: nx.Graph, positions: dict) -> list:
+    """Nodes that an edge runs under or that a label covers: what the layout must not have."""
+    found = []
+    boxes = {n: (*positions[n], *half_size(graph, n)) for n in graph.nodes}
+    labels = [(a, b, label_box(positions, a, b, k, d["label"])) for a, b, k, d in graph.edges(keys=True, data=True)]
+    for node, box in boxes.items():
+        for a, b, _ in graph.edges(data=True):
+            if node not in (a, b) and segment_hits_box(positions[a], positions[b], box[:2], box[2:]):
+                found.append(node)
+        for other, second in boxes.items():
+            if str(other) < str(node) and _boxes_overlap(box, second):
+                found.append(node)
+        for a, b, label in labels:
+            if _boxes_overlap(box, label) and node not in (a, b):
+                found.append(node)
+    for i, (a, b, first) in enumerate(labels):
+        for c, d, second in labels[i + 1:]:
+            if _boxes_overlap(first, second):
+                found.append(b if graph.nodes[b].get("kind") is not None else a)
+    return found
+
+
 def _layout(graph: nx.Graph) -> dict:
-    if shutil.which("dot"):
-        try:
-            return _graphviz_layout(graph)
-        except (OSError, subprocess.SubprocessError, ValueError):
-            pass
-    positions, offset = {}, 0.0
-    simple = nx.Graph(graph)
-    components = sorted(nx.connected_components(simple), key=lambda c: (-len(c), sorted(map(str, c))))
-    for component in components:  # each piece laid out on its own, then side by side
-        piece = nx.Graph()  # in the graph's node order: a subgraph view would iterate the set's (hash) order
-        piece.add_nodes_from(node for node in simple if node in component)
-        piece.add_edges_from(edge for edge in simple.edges if edge[0] in component)
-        if len(piece) == 1:
-            local = {next(iter(component)): (0.0, 0.0)}
-        else:
-            local = nx.spring_layout(piece, seed=7, k=1.6 / math.sqrt(len(piece)), iterations=200)
-        xs = [p[0] for p in local.values()]
-        ys = [p[1] for p in local.values()]
-        scale = max(max(xs) - min(xs), max(ys) - min(ys), 1e-9) if len(piece) > 1 else 1.0
-        width = (max(xs) - min(xs)) / scale if len(piece) > 1 else 0.0
-        size = math.sqrt(len(piece) / len(simple))  # bigger pieces get more room
-        for node, (x, y) in local.items():
-            positions[node] = (offset + (x - min(xs)) / scale * size, (y - (min(ys) + max(ys)) / 2) / scale * size)
-        offset += width * size + 0.35
-    return positions
+    """Columns in the style of the literature: fixed coordinates, no randomness, no system tool.
 
-
-def _graphviz_layout(graph: nx.Graph) -> dict:
-    ids = {node: f"n{number}" for number, node in enumerate(sorted(graph.nodes, key=str))}
-    lines = ["graph G {", "  layout=neato; overlap=false;"]
-    lines += [f"  {ids[node]};" for node in graph.nodes]
-    lines += [f"  {ids[a]} -- {ids[b]};" for a, b in graph.edges()]
-    plain = subprocess.run(["dot", "-Kneato", "-Tplain"], input="\n".join(lines + ["}"]), capture_output=True, text=True, timeout=20, check=True).stdout
-    back = {v: k for k, v in ids.items()}
+    Inputs on the left, index patterns, identities and defined tensors in the middle, params on
+    the right; a primed copy (``X'``) sits mirrored below its original; hyperedge dots between the
+    columns they join; open legs at the left and right borders. A deterministic local search then
+    moves what an edge runs under or a label covers (tensors stay within ``SWAY`` of their column).
+    """
+    tensors = sorted((n for n in graph.nodes if n[0] == "t"), key=lambda n: n[1])
+    rows: dict[float, int] = {}
     positions = {}
-    for line in plain.splitlines():
-        parts = line.split()
-        if parts and parts[0] == "node":
-            positions[back[parts[1]]] = (float(parts[2]), float(parts[3]))
-    if len(positions) != len(graph):
-        raise ValueError("graphviz dropped nodes")
+    for node in tensors:
+        column = COLUMNS[graph.nodes[node]["kind"]]
+        row = rows.get(column, 0)
+        rows[column] = row + 1
+        positions[node] = (column, -2.0 * row - 0.5 * column)
+    for number, node in enumerate(sorted((n for n in graph.nodes if n[0] == "h"), key=str)):
+        ends = [positions[m] for m in graph.neighbors(node) if m in positions]
+        x = sum(p[0] for p in ends) / len(ends) if ends else 1.0
+        x = x + 1.0 if abs(x - round(x / 2) * 2) < 0.5 else x
+        y = sum(p[1] for p in ends) / len(ends) if ends else 0.0
+        positions[node] = (x, y + 0.23 * number)
+    taken: set[tuple[float, float]] = set()
+    for node in sorted((n for n in graph.nodes if n[0] == "open"), key=str):
+        ends = [positions[m] for m in graph.neighbors(node) if m in positions]
+        x, y = ends[0] if ends else (0.0, 0.0)
+        spot = (-1.6 if x < 2.0 else 5.6, y)  # level with its tensor, at the nearer border
+        while spot in taken:
+            spot = (spot[0], spot[1] - 0.6)
+        taken.add(spot)
+        positions[node] = spot
+    return _repair(graph, positions)
+
+
+SWAY = 0.6  # how far a tensor may leave its column to clear an edge
+STEPS = [(dx, dy) for dy in (0.0, -0.5, 0.5, -1.0, 1.0, -1.5, 1.5, -2.5, 2.5) for dx in (0.0, -SWAY, SWAY)][1:]
+
+
+def _repair(graph: nx.Graph, positions: dict, rounds: int = 60) -> dict:
+    """Greedy: move one node (a hit one, else any) to the spot that lowers the number of problems most."""
+    home = dict(positions)
+    score = len(problems(graph, positions))
+    while score and rounds:
+        rounds -= 1
+        hit = sorted(set(problems(graph, positions)), key=str)
+        move = _best_move(graph, positions, home, hit, score) or _best_move(
+            graph, positions, home, sorted(set(graph.nodes) - set(hit), key=str), score)
+        if move is None:
+            break
+        score, node, spot = move
+        positions = {**positions, node: spot}
     return positions
+
+
+def _best_move(graph: nx.Graph, positions: dict, home: dict, nodes: list, score: int):
+    """The (problems, node, spot) of the best single move of one of ``nodes``, if any improves."""
+    best = None
+    for node in nodes:
+        x, y = positions[node]
+        for dx, dy in STEPS:
+            if (node[0] == "open" and dx) or (node[0] == "t" and abs(x + dx - home[node][0]) > SWAY + 1e-9):
+                continue
+            count = len(problems(graph, {**positions, node: (x + dx, y + dy)}))
+            if count < (best[0] if best else score):
+                best = (count, node, (x + dx, y + dy))
+    return best
 
 
 def to_dot(program: Program, term: int | None = None) -> str:
@@ -162,33 +247,42 @@ def render(program: Program, format: str, term: int | None = None) -> bytes:
 
 
 def _draw_panel(ax, panel: Panel) -> None:
+    import matplotlib.patches as patches
+
     graph = panel.graph
     positions = _layout(graph)
     ax.set_title(panel.title, fontsize=10)
     ax.axis("off")
     ax.set_aspect("equal")
-    xs = [p[0] for p in positions.values()]
-    ys = [p[1] for p in positions.values()]
-    span = max(max(xs) - min(xs), max(ys) - min(ys), 1e-9)
-    for a, b, data in graph.edges(data=True):
+    for a, b, key, data in graph.edges(keys=True, data=True):
         (x0, y0), (x1, y1) = positions[a], positions[b]
         colour = "red" if data["label"] in panel.cut else "0.25"
         ax.plot([x0, x1], [y0, y1], color=colour, linewidth=1.4, zorder=1)
-        ax.text((x0 + x1) / 2, (y0 + y1) / 2, data["label"], fontsize=8, color=colour, ha="center", va="center",
+        x, y, _, _ = label_box(positions, a, b, key, data["label"])
+        ax.text(x, y, data["label"], fontsize=8, color=colour, ha="center", va="center",
                 bbox=dict(boxstyle="round,pad=0.1", facecolor="white", edgecolor="none"), zorder=3)
     for node, data in graph.nodes(data=True):
         x, y = positions[node]
         kind = data.get("kind")
-        if kind == "hyper":
-            ax.scatter([x], [y], s=30, color="black", zorder=4)
-        elif kind is None:  # the end of an open leg
+        if kind is None:  # the end of an open leg, at the border
             ax.text(x, y, data["label"], fontsize=9, style="italic", ha="center", va="center", zorder=4,
                     color="red" if data["label"] in panel.cut else "black")
+        elif kind in ("hyper", Kind.DELTA):
+            ax.add_patch(patches.Circle((x, y), DOT, color="black", zorder=4))
         else:
-            size = 60 if kind is Kind.DELTA else 900
-            ax.scatter([x], [y], s=size, marker=SHAPES[kind], color=COLOURS[kind], edgecolors="black", linewidths=1.0, zorder=4)
-            if kind is not Kind.DELTA:
-                ax.text(x, y - 0.0 * span, data["label"], fontsize=9, ha="center", va="center", zorder=5)
-    pad = 0.15 * span
-    ax.set_xlim(min(xs) - pad, max(xs) + pad)
-    ax.set_ylim(min(ys) - pad, max(ys) + pad)
+            shape = {"o": patches.Circle((x, y), NODE), "s": patches.Rectangle((x - NODE, y - NODE), 2 * NODE, 2 * NODE),
+                     "D": patches.RegularPolygon((x, y), 4, radius=NODE), "^": patches.RegularPolygon((x, y), 3, radius=NODE)}
+            patch = shape[SHAPES[kind]]
+            patch.set(facecolor=COLOURS[kind], edgecolor="black", linewidth=1.0, zorder=4)
+            ax.add_patch(patch)
+            ax.text(x, y, data["label"], fontsize=8 if len(data["label"]) <= 4 else 6, ha="center", va="center", zorder=5)
+    left, right, bottom, top = canvas(graph, positions)
+    ax.set_xlim(left, right)
+    ax.set_ylim(bottom, top)
+
+
+def canvas(graph: nx.Graph, positions: dict, margin: float = 0.3) -> tuple[float, float, float, float]:
+    """Left, right, bottom, top of a panel: every node's box plus ``margin``."""
+    xs = [positions[n][0] + s * half_size(graph, n)[0] for n in graph.nodes for s in (-1, 1)]
+    ys = [positions[n][1] + s * half_size(graph, n)[1] for n in graph.nodes for s in (-1, 1)]
+    return min(xs) - margin, max(xs) + margin, min(ys) - margin, max(ys) + margin

@@ -163,7 +163,7 @@ def _layout(graph: nx.Graph) -> dict:
 
 
 SWAY = 0.6  # how far a tensor may leave its column to clear an edge
-STEPS = [(dx, dy) for dy in (0.0, -0.5, 0.5, -1.0, 1.0, -1.5, 1.5, -2.5, 2.5) for dx in (0.0, -SWAY, SWAY)][1:]
+STEPS = [(dx, dy) for dy in (0.0, -0.5, 0.5, -1.0, 1.0, -1.5, 1.5, -2.5, 2.5, -3.5, 3.5) for dx in (0.0, -SWAY, SWAY)][1:]
 
 
 def _repair(graph: nx.Graph, positions: dict, rounds: int = 60) -> dict:

@@ -94,7 +94,13 @@ def einconv_available() -> str | None:
 
 
 def einconv_fn(layer: Layer, op: str, t: dict[str, torch.Tensor]) -> Callable[[], torch.Tensor]:
-    from einconv.expressions import convNd_forward, convNd_input_vjp, convNd_kfac_reduce, convNd_kfc, convNd_weight_vjp
+    from einconv.expressions import (
+        convNd_forward,
+        convNd_input_vjp,
+        convNd_kfac_reduce,
+        convNd_kfc,
+        convNd_weight_vjp,
+    )
 
     X, W, V = t["X"], t["W"], t["V"]
     s, p, g = layer.stride, layer.padding, layer.groups

@@ -25,9 +25,21 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.baselines import BASELINE_NAME, baseline, einconv_available, einconv_fn, make_tensors
+from benchmarks.baselines import (
+    BASELINE_NAME,
+    baseline,
+    einconv_available,
+    einconv_fn,
+    make_tensors,
+)
 from benchmarks.layers import select
-from benchmarks.measure import OtherLoad, once, peak_memory, time_methods, wait_for_quiet
+from benchmarks.measure import (
+    OtherLoad,
+    once,
+    peak_memory,
+    time_methods,
+    wait_for_quiet,
+)
 from benchmarks.networks import OPERATIONS, compile_op
 
 HERE = Path(__file__).resolve().parent

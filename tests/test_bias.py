@@ -10,11 +10,11 @@ from math import prod
 import pytest
 import torch
 import torch.nn.functional as F
+from bias_cases import Layer, random_layer
 
 import tnc
 from tnc.cost import model
 from tnc.lowering.term import network_cost
-from bias_cases import Layer, random_layer
 
 TOLERANCE = dict(atol=1e-10, rtol=1e-10)
 CASES = [(seed, dims) for dims in (1, 2, 3) for seed in range(4)]
@@ -30,7 +30,7 @@ def conv_bias_text(layer: Layer) -> str:
             f"output Y[n, (g d), {o}] = {layer.unfolded()} * W[(g d), c, {k}] + b[(g d)]",
             f"output gX[n, (g c), {i}] = vjp(Y, X, V)",
             f"output gW[(g d), c, {k}] = vjp(Y, W, V)",
-            f"output gb[(g d)] = vjp(Y, b, V)",
+            "output gb[(g d)] = vjp(Y, b, V)",
         ]
     )
 

@@ -29,6 +29,7 @@ import pytest
 import sympy
 import torch
 import torch.nn.functional as F
+from conv_reference import ReferenceAxis
 from torch.func import grad, hessian, jacrev, jvp, vjp, vmap
 
 from tnc.cli.main import main
@@ -38,7 +39,6 @@ from tnc.errors import TncError
 from tnc.frontend import compile_source
 from tnc.ir.network import Kind
 from tnc.passes.derive import derive_program
-from conv_reference import ReferenceAxis
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"

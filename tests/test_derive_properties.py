@@ -28,8 +28,8 @@ from hypothesis import strategies as st
 from torch.func import jacrev, jvp, vjp
 
 from tnc.codegen.torch_module import to_torch_source
-from tnc.passes.simplify import simplify
 from tnc.frontend import compile_source
+from tnc.passes.simplify import simplify
 
 TOLERANCE = dict(atol=1e-10, rtol=1e-10)
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")  # inside torch.func.jvp

@@ -6,9 +6,19 @@ from pathlib import Path
 
 import pytest
 
-from tnc.draw import COLUMNS, SWAY, _layout, canvas, half_size, label_box, panels, render, to_dot
-from tnc.ir.network import Kind
 import tnc
+from tnc.draw import (
+    COLUMNS,
+    SWAY,
+    _layout,
+    canvas,
+    half_size,
+    label_box,
+    panels,
+    render,
+    to_dot,
+)
+from tnc.ir.network import Kind
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.tn"))

@@ -18,9 +18,9 @@ from typing import Callable
 import pytest
 import torch
 import torch.nn.functional as F
+from conv_reference import ReferenceAxis
 from torch.func import grad, hessian, jvp, vjp
 
-from conv_reference import ReferenceAxis
 from tnc.codegen.einsum import einsum_outputs, pattern_parameters
 from tnc.codegen.tn import to_tn
 from tnc.codegen.torch_module import to_torch_source

@@ -14,13 +14,13 @@ import pytest
 import sympy
 import torch
 import torch.nn.functional as F
+from conv_reference import ReferenceAxis
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from tnc.codegen.einsum import einsum_outputs, pattern_parameters
 from tnc.codegen.torch_module import to_torch_source
 from tnc.frontend import compile_source
-from conv_reference import ReferenceAxis
 
 TOLERANCE = dict(atol=1e-10, rtol=1e-10)
 

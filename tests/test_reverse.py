@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import pytest
 import torch
 import torch.nn.functional as F
+from conv_reference import ReferenceAxis
 from torch.func import grad, jvp, vjp
 
 import tnc
-from conv_reference import ReferenceAxis
 from tnc.cli.main import main
 
 TOLERANCE = dict(atol=1e-9, rtol=1e-9)
@@ -55,7 +55,6 @@ class Net:
             lines.append(f"index g{n}: {layer.groups}, c{n}: {layer.per_in}, d{n}: {layer.per_out}")
             lines.append("index " + ", ".join(f"k{n}_{d}: {a.kernel}" for d, a in zip(dims, layer.axes)))
         lines.append("index " + ", ".join(f"{k}: {v}" for k, v in sizes.items()))
-        first = self.layers[0]
         lines.append(f"input X[n, (g1 c1), {', '.join(f'i0_{d}' for d in dims)}]")
         for n, layer in enumerate(self.layers, start=1):
             lines.append(f"param W{n}[(g{n} d{n}), c{n}, {', '.join(f'k{n}_{d}' for d in dims)}]")

@@ -20,7 +20,6 @@ from tnc.errors import Source, printable
 from tnc.limits import MAX_INPUT_BYTES
 
 
-
 class FileError(Exception):
     """A file could not be read or written; the message names it."""
 

@@ -10,11 +10,14 @@ batch and output position, which is that broadcast.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from tnc.ir.network import Factor, Kind, Term, Window
 from tnc.ir.program import Program
 from tnc.lowering.native import Native
+
+if TYPE_CHECKING:
+    from tnc.lowering.term import Lowered
 
 Lowering = tuple[Term, "Lowered | None"]  # None: the term is added by another term's kernel
 

@@ -9,7 +9,7 @@ from tnc.codegen.torch_module import to_torch_source
 from tnc.cost import model
 from tnc.cost.model import summary
 from tnc.frontend import compile_source
-from tnc.lowering.term import describe, lower, network_cost, numeric_size, price
+from tnc.lowering.term import describe, lower_network, network_cost, numeric_size, price
 from tnc.passes.simplify import simplify
 
 PRICE_RE = re.compile(r"# term (\d+) costs (.*)")
@@ -39,9 +39,9 @@ def assert_prices_agree(text: str, report: str | None = None) -> None:
     priced = []
     for name in [n for n in program.definitions if f"def _eval_{n}(" in source]:
         network = program.definitions[name]
-        for term in network.terms:
-            lowered = lower(program, term, network.legs)
-            priced.append((f"_eval_{name}", summary(price(program, lowered))))
+        for _, lowered in lower_network(program, network):
+            if lowered is not None:  # None: a bias added by another term's kernel, priced there
+                priced.append((f"_eval_{name}", summary(price(program, lowered))))
             assert describe(lowered) in source
         cost = network_cost(program, name, size=numeric)
         for entry in [a for a in log if a.tensor == name][-1:]:

@@ -103,6 +103,7 @@ CASES = [
          "missing ']': the legs opened with '[' at 2:8 are not closed", 2, 13),
     case("slip-missing-bracket-in-term", "index n: 2, c: 3\ninput X[n, c]\nparam W[c]\noutput Y[n] = X[n, c * W[c]\n",
          "missing ']': the legs opened with '[' at 4:16 are not closed", 4, 22),
+    case("slip-missing-comma", "index i: 3, j: 3\ninput X[i j]\n", "missing ',' before 'j': the legs are separated by ','", 2, 11),
     case("slip-equals-in-index", "index n = 2\n", "an index is declared with ':' (index n: 2)", 1, 9),
     case("slip-colon-in-size", "size N: 2\n", "a size is given its value with '=' (size N = 2)", 1, 7),
     case("slip-pattern-without-arguments", "index i: 5, o: 3, k: 3\npattern P[i, o, k] = conv\ninput X[i]\n",

@@ -175,7 +175,7 @@ FIRES = [
     pytest.param(Fires("presum", "index n: 2, i: 7, k: 3\ninput X[n, i]\npattern P[i, o, k] = conv(stride=2, padding=1)\n"
                        "output Y[n, k] = X[n, i] * P[i, o, k]\n", "Y[n, k] = X[n, i] * P_sum[i, k]"), id="presum-1d"),
     pytest.param(Fires("presum", example("kfac_reduce.tn"),
-                       "A[g, (c k1 k2), (c' k1' k2')] = (1/(N*O1**2*O2**2)) * X[n, (g c), i1, i2] * X[n, (g c'), i1', i2'] "
+                       "A[g, (c k1 k2), (c' k1' k2')] = (1/(144*N)) * X[n, (g c), i1, i2] * X[n, (g c'), i1', i2'] "
                        "* P1_sum[i1, k1] * P2_sum[i2, k2] * P1_sum[i1', k1'] * P2_sum[i2', k2']"), id="presum-kfac-reduce"),
     # zero-terms, deltas, merge-terms
     pytest.param(Fires("zero-terms", "index n: 2\ninput X[n]\noutput Y[n] = 0 * X[n] + 3 * X[n]\n", "Y[n] = 3 * X[n]"), id="zero-terms"),

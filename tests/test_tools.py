@@ -137,4 +137,4 @@ def test_api_and_cli_run_one_pipeline(example, flags, tmp_path):
 def test_api_errors_are_tnc_errors():
     with pytest.raises(tnc.TncError) as error:
         tnc.parse("input X[i j]\n", "bad.tn")
-    assert str(error.value).startswith("bad.tn:1:11: error: unexpected 'j'")
+    assert str(error.value).startswith("bad.tn:1:11: error: missing ',' before 'j'")

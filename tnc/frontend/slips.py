@@ -59,12 +59,15 @@ def missing_star(tokens: list[Token], accepts: set[str]) -> Hint | None:
 
 
 def missing_bracket(tokens: list[Token], accepts: set[str], error: Token) -> Hint | None:
-    """``X[n, c`` followed by anything but ``,`` or ``]``: the legs opened at ``[`` are not closed."""
+    """``X[n, c`` followed by anything but ``,`` or ``]``: the legs opened at ``[`` are not closed;
+    followed by another name on the same line (``X[i j]``), a ``,`` is missing instead."""
     if "RSQB" not in accepts:
         return None
     opened = [t for t in tokens if t.type in ("LSQB", "RSQB")]
     if not opened or opened[-1].type != "LSQB":
         return None
+    if error.type == "NAME" and error.line == tokens[-1].end_line:  # X[i j]: a leg follows a leg
+        return Span(error.line, error.column, len(error)), f"missing ',' before '{error}': the legs are separated by ','"
     where = _after(tokens[-1]) if error.type == "$END" or error.line != tokens[-1].end_line else Span(error.line, error.column, max(1, len(error)))
     return where, f"missing ']': the legs opened with '[' at {_at(opened[-1])} are not closed"
 

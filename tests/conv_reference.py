@@ -1,5 +1,6 @@
 """Shared by the tests: a spatial axis of a reference convolution."""
 
+import random
 from dataclasses import dataclass
 
 
@@ -27,3 +28,13 @@ class ReferenceAxis:
     def output(self) -> int:
         left, right = self.pads()
         return (self.size + left + right - self.dilation * (self.kernel - 1) - 1) // self.stride + 1
+
+
+def random_axis(rng: random.Random, size: int) -> ReferenceAxis:
+    """A random axis (kernel, stride, dilation, padding incl. same and asymmetric) with 2+ outputs."""
+    while True:
+        kernel, stride, dilation = rng.choice([1, 2, 3]), rng.choice([1, 2]), rng.choice([1, 2])
+        padding = rng.choice([0, 1, "same", (1, 0), (0, 2)] if stride == 1 else [0, 1, (1, 0)])
+        axis = ReferenceAxis(size, kernel, stride, dilation, padding)
+        if axis.output() >= 2:
+            return axis

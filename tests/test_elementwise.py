@@ -18,7 +18,7 @@ from typing import Callable
 import pytest
 import torch
 import torch.nn.functional as F
-from conv_reference import ReferenceAxis
+from conv_reference import ReferenceAxis, random_axis
 from torch.func import grad, hessian, jvp, vjp
 
 from tnc.codegen.einsum import einsum_outputs, pattern_parameters
@@ -278,15 +278,6 @@ def conv(X: torch.Tensor, W: torch.Tensor, layer: Layer, before: Callable | None
     stride = tuple(a.stride for a in layer.axes)
     dilation = tuple(a.dilation for a in layer.axes)
     return function(F.pad(X, pads), W, stride=stride, dilation=dilation, groups=layer.groups)
-
-
-def random_axis(rng: random.Random, size: int) -> ReferenceAxis:
-    while True:
-        kernel, stride, dilation = rng.choice([1, 2, 3]), rng.choice([1, 2]), rng.choice([1, 2])
-        padding = rng.choice([0, 1, "same", (1, 0), (0, 2)] if stride == 1 else [0, 1, (1, 0)])
-        axis = ReferenceAxis(size, kernel, stride, dilation, padding)
-        if axis.output() >= 2:
-            return axis
 
 
 def random_network(number: int) -> TwoLayers:

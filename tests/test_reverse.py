@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import pytest
 import torch
 import torch.nn.functional as F
-from conv_reference import ReferenceAxis
+from conv_reference import ReferenceAxis, random_axis
 from torch.func import grad, jvp, vjp
 
 import tnc
@@ -101,15 +101,6 @@ class Net:
         return {k: torch.randn(s, generator=generator, dtype=torch.float64) for k, s in shapes.items()}
 
 
-def _axis(rng: random.Random, size: int) -> ReferenceAxis:
-    while True:
-        kernel, stride, dilation = rng.choice([1, 2, 3]), rng.choice([1, 2]), rng.choice([1, 2])
-        padding = rng.choice([0, 1, "same", (1, 0), (0, 2)] if stride == 1 else [0, 1, (1, 0)])
-        axis = ReferenceAxis(size, kernel, stride, dilation, padding)
-        if axis.output() >= 2:
-            return axis
-
-
 def random_net(number: int) -> Net:
     rng = random.Random(2000 + number)
     dims, depth = 1 + number % 3, 2 + number % 2
@@ -123,7 +114,7 @@ def random_net(number: int) -> Net:
             groups = groups if channels % groups == 0 else 1
             per_in = channels // groups
         per_out = rng.choice([1, 2])
-        axes = tuple(_axis(rng, s) for s in sizes)
+        axes = tuple(random_axis(rng, s) for s in sizes)
         layers.append(Layer(groups, per_in, per_out, axes))
         channels, sizes = groups * per_out, [a.output() for a in axes]
     return Net(function, tuple(layers))

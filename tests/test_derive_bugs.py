@@ -30,14 +30,9 @@ def _load(program, stem: str) -> types.ModuleType:
     return module
 
 
-def _constant(module: types.ModuleType, name: str) -> torch.Tensor:
-    """An output that reads no tensor, made in float64."""
-    default = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    try:
-        return getattr(module, name)()
-    finally:
-        torch.set_default_dtype(default)
+def _constant(module: types.ModuleType, name: str, *shape: int) -> torch.Tensor:
+    """An output that is a constant, made in the dtype of the float64 variable it takes."""
+    return getattr(module, name)(torch.zeros(shape, dtype=torch.float64))
 
 
 # ---------------------------------------------------------------- 1. a tensor used with another grouping
@@ -48,7 +43,7 @@ def test_grad_of_declared_tensor_used_grouped():
     "'W' is used with a grouping of legs other than its declaration's"."""
     source = "index i: 3, j: 4\nparam W[m]\nY[i, j] = W[(i j)]\noutput J[i, j, m] = grad(Y, W)\n"
     module = _load(compile_source(source, "regroup.tn"), "regroup")
-    torch.testing.assert_close(_constant(module, "J"), torch.eye(12, dtype=torch.float64).reshape(3, 4, 12), **TOLERANCE)
+    torch.testing.assert_close(_constant(module, "J", 12), torch.eye(12, dtype=torch.float64).reshape(3, 4, 12), **TOLERANCE)
 
 
 def test_grad_of_grouped_declaration_used_with_one_leg():
@@ -56,7 +51,7 @@ def test_grad_of_grouped_declaration_used_with_one_leg():
     side names it with one entry, here the group (i j).)"""
     source = "index i: 3, j: 4\nparam W[(i j)]\nY[m] = W[m]\noutput J[m, (i j)] = grad(Y, W)\n"
     module = _load(compile_source(source, "regroup2.tn"), "regroup2")
-    torch.testing.assert_close(_constant(module, "J"), torch.eye(12, dtype=torch.float64), **TOLERANCE)
+    torch.testing.assert_close(_constant(module, "J", 12), torch.eye(12, dtype=torch.float64), **TOLERANCE)
 
 
 def test_grad_through_grouped_definition_used_with_one_leg():
@@ -64,7 +59,7 @@ def test_grad_through_grouped_definition_used_with_one_leg():
     "'A' is defined with the axis (i j) but used with [m]" (expansion cannot regroup)."""
     source = "index i: 3, j: 4\nparam W[i, j]\nA[(i j)] = 2 * W[i, j]\nY[m] = A[m]\noutput J[m, i, j] = grad(Y, W)\n"
     module = _load(compile_source(source, "regroup3.tn"), "regroup3")
-    torch.testing.assert_close(_constant(module, "J"), 2 * torch.eye(12, dtype=torch.float64).reshape(12, 3, 4), **TOLERANCE)
+    torch.testing.assert_close(_constant(module, "J", 3, 4), 2 * torch.eye(12, dtype=torch.float64).reshape(12, 3, 4), **TOLERANCE)
 
 
 def test_grad_through_regrouped_chain():

@@ -160,6 +160,27 @@ def test_all_gradients_at_once(number: int):
 
 
 @pytest.mark.parametrize("number", range(len(NETS)))
+def test_in_file_gradients_share_one_backward_chain(number: int):
+    """``output G1[...] = grad(L, W1)`` ... in the file: reverse mode on the definitions too, one
+    chain of steps for every form of ``L`` (each error defined once, before the first form)."""
+    net = NETS[number]
+    text = net.text().replace("output L[]", "L[]")
+    for n, layer in enumerate(net.layers, start=1):
+        legs = ", ".join(f"k{n}_{d}" for d in range(1, len(layer.axes) + 1))
+        text += f"output G{n}[(g{n} d{n}), c{n}, {legs}] = grad(L, W{n})\n"
+    parsed = tnc.parse(text, f"net{number}.tn")
+    steps = [name for name in parsed.program.definitions if name.startswith("dL_d")]
+    assert steps[0] == f"dL_dZ{len(net.layers)}" and "dL_dZ1" in steps, steps
+    printed = parsed.to_tn()
+    assert printed.index("dL_dZ1[") < printed.index("output G1[") and "grad(" not in printed
+    module, values = tnc.parse(printed, "again.tn").to_module(), net.values(number)
+    weights = [values[w] for w in net.params]
+    for position, w in enumerate(net.params, start=1):
+        expected = grad(net.loss, argnums=position)(values["X"], *weights)
+        torch.testing.assert_close(_call(module, f"G{position}", values), expected, **TOLERANCE, msg=f"{net}: {w}")
+
+
+@pytest.mark.parametrize("number", range(len(NETS)))
 def test_input_vjp_jvp_and_hvp(number: int):
     """vjp to the input, jvp of the loss along U, and the Hessian-vector product (jvp of grad)."""
     net = NETS[number]
@@ -218,7 +239,7 @@ def test_cli_wrt_list_prints_the_steps(tmp_path, capsys):
     path.write_text(NETS[1].text())
     assert main(["derive", str(path), "--wrt", "W1,W2"]) == 0
     printed = capsys.readouterr().out
-    assert "\ndL_dZ2[" in printed and "\ndL_dA1[" in printed and "relu'(Z1[" in printed
+    assert "\ndL_dZ2[" in printed and "\ndL_dA1[" in printed and "relu'(A1[" in printed
     assert "output dL_dW1[" in printed and "output dL_dW2[" in printed
     again = tnc.parse(printed, "again.tn").to_module()
     values, net = NETS[1].values(1), NETS[1]

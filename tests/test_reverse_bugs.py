@@ -4,7 +4,6 @@ torch reshapes and torch.func.jacrev, never tnc itself."""
 
 from __future__ import annotations
 
-import inspect
 import types
 
 import pytest
@@ -54,23 +53,25 @@ def test_regrouped_read_derivative(body, shape):
     w = torch.randn(*shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     square = "W[i, j] * W[i, j]" in body
     expected = jacrev(lambda v: (v * v if square else v).reshape(2, 6))(w)
-    arguments = inspect.signature(module.J).parameters
-    result = module.J(w) if arguments else module.J().to(torch.float64)  # a constant reads no argument
+    result = module.J(w)  # a constant takes the variable too: its dtype and device
     torch.testing.assert_close(result, expected, **TOLERANCE)
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize(
-    "body, name, args",
-    [  # Y does not depend on W, so each derivative is exactly zero
-        ("input X[i]\nparam W[i]\nY[i] = X[i]\noutput J[i, j] = grad(Y, W)\n", "J", (3, 3)),
-        ("input X[i]\nparam W[i]\nY[i] = 2 * X[i]\ninput V[i]\noutput G[j] = vjp(Y, W, V)\n", "G", (3, 3, 3)),
-        ("input X[i]\nparam W[i]\nY[i] = X[i] * X[i]\ninput U[i]\noutput T[i] = jvp(Y, W, U)\n", "T", (3, 3, 3)),
+    "body, name, args, value",
+    [  # Y does not depend on W, so each derivative is exactly zero; or it is a constant
+        ("input X[i]\nparam W[i]\nY[i] = X[i]\noutput J[i, j] = grad(Y, W)\n", "J", (3, 3), 0),
+        ("input X[i]\nparam W[i]\nY[i] = 2 * X[i]\ninput V[i]\noutput G[j] = vjp(Y, W, V)\n", "G", (3, 3, 3), 0),
+        ("input X[i]\nparam W[i]\nY[i] = X[i] * X[i]\ninput U[i]\noutput T[i] = jvp(Y, W, U)\n", "T", (3, 3, 3), 0),
+        ("param W[i]\nL[] = 3 * W[i]\noutput G[j] = grad(L, W)\n", "G", (3,), 3),
+        ("param W[i]\nL[] = 3 * W[i] * W[i]\noutput H[i, j] = grad(grad(L, W), W)\n", "H", (3,), None),
     ],
 )
-def test_zero_derivative_has_the_inputs_dtype(body, name, args, dtype):
+def test_zero_or_constant_derivative_has_the_inputs_dtype(body, name, args, value, dtype):
     module = _load("index i: 3\n" + body, "zero")
     tensors = [torch.ones(n, dtype=dtype) for n in args]
     result = getattr(module, name)(*tensors)
     assert result.dtype == dtype and result.device == tensors[0].device
-    assert not result.any()
+    expected = 6 * torch.eye(3, dtype=dtype) if value is None else torch.full_like(result, value)
+    torch.testing.assert_close(result, expected)

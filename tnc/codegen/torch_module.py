@@ -91,6 +91,7 @@ class TorchGenerator:
         self.strategies = strategies
         self.eval_operands: dict[str, list[str]] = {}  # what each _eval_T reads, in file order
         self.sizes_of: dict[str, list[sympy.Symbol]] = {}  # memo of eval_sizes
+        self.entries: dict[Axes, int] = {}  # memo of elements
         self.uses = program.uses()  # the program does not change while it is generated
         self.namer = Namer({"Module"})
         self.free = program.free_symbols()
@@ -373,7 +374,7 @@ class TorchGenerator:
         device, dtype = (f"{self.py(inputs[0])}.device", f"{self.py(inputs[0])}.dtype") if inputs else ("None", "torch.get_default_dtype()")
         for p in patterns:
             out(f"    {self.py(p)} = {self.pattern_call(self.program.tensors[p], device, dtype)}")
-        self.emit_calls(self.uses.defined_order(name), indent="    ", anchor=self.py(inputs[0]) if inputs else None)
+        self.emit_calls(self.uses.defined_order(name), [name], indent="    ", anchor=self.py(inputs[0]) if inputs else None)
         out(f"    return {self.py(name)}")
 
     def is_constant(self, name: str) -> bool:
@@ -397,23 +398,72 @@ class TorchGenerator:
                 args.append(self.pattern_call(tensor, "device", "dtype"))
             else:
                 args.append(f"_constant_{self.py(operand)}(device, dtype)")
-        out(f'    return _cached(("{name}", device, dtype), lambda: _eval_{self.py(name)}({", ".join(args)}))')
+        out(f'    return _cached(("{name}", device, dtype), lambda: _eval_{self.py(name)}({", ".join(args)}).to(device, dtype))')
 
-    def emit_calls(self, order: list[str], indent: str, prefix: dict[str, str] | None = None, anchor: str | None = None) -> None:
-        """Evaluate the defined tensors in order; an empty sum is made like ``anchor`` (an argument)."""
+    def reads(self, name: str) -> list[str]:
+        """The local variables the call that makes ``name`` reads (a constant or 0 reads none)."""
+        if self.is_constant(name) or not self.program.definitions[name].terms:
+            return []
+        return self.eval_operands[name]
+
+    def elements(self, name: str) -> int:
+        """A defined tensor's number of entries (free sizes taken as 32), for :meth:`schedule`."""
+        axes = self.program.tensors[name].axes
+        if axes not in self.entries:  # by legs: the tensors of a chain share theirs
+            size = self.program.concrete(prod((self.program.axis_size(a) for a in axes), start=sympy.Integer(1)))
+            self.entries[axes] = int(size.subs({symbol: 32 for symbol in size.free_symbols}))
+        return self.entries[axes]
+
+    def schedule(self, order: list[str], keep: list[str]) -> list[str]:
+        """``order`` rearranged to hold less memory: of the tensors whose operands are ready,
+        make next one that frees at least the entries it holds (operands it reads last: a weight
+        gradient as soon as its error is there), the most first; else the one read soonest in
+        ``order`` (an element-wise derivative just before its use), then the earliest there."""
+        position = {name: n for n, name in enumerate(order)}
+        operands = {d: {o for o in self.reads(d) if o in position} for d in order}
+        readers: dict[str, set[str]] = {d: set() for d in order}
+        for d in order:
+            for o in operands[d]:
+                readers[o].add(d)
+        done: set[str] = set()
+        result: list[str] = []
+        ready = {d for d in order if not operands[d]}
+
+        soonest = {d: min((position[r] for r in readers[d]), default=len(order)) for d in order}
+
+        def gain(d: str) -> tuple[int, int, int]:
+            freed = sum(self.elements(o) for o in operands[d] if o not in keep and readers[o] - done == {d})
+            saved = freed - self.elements(d)
+            return saved if saved >= 0 else -1, -soonest[d], -position[d]
+
+        while ready:
+            best = max(ready, key=gain)
+            ready.discard(best)
+            done.add(best)
+            result.append(best)
+            ready |= {r for r in readers[best] if operands[r] <= done}
+        return result
+
+    def emit_calls(self, order: list[str], keep: list[str], indent: str, prefix: dict[str, str] | None = None, anchor: str | None = None) -> None:
+        """Evaluate the defined tensors in order, each dropped after its last reader unless in
+        ``keep``; an empty sum is made like ``anchor`` (an argument)."""
         prefix = prefix or {}
-        for defined in order:
+        order = self.schedule(order, keep)
+        last = {o: step for step, d in enumerate(order) for o in self.reads(d) if o in self.program.definitions}
+        for step, defined in enumerate(order):
             network = self.program.definitions[defined]
             if self.is_constant(defined):
                 where = f"{anchor}.device, {anchor}.dtype" if anchor else "None, torch.get_default_dtype()"
                 self.lines.append(f"{indent}{self.py(defined)} = _constant_{self.py(defined)}({where})")
-                continue
-            if not network.terms and anchor:
+            elif not network.terms and anchor:
                 self.lines.append(f"{indent}{self.py(defined)} = torch.zeros({self.shape(network.axes)}, {self.device_dtype(anchor)})")
-                continue
-            operands = [prefix.get(o, self.py(o)) for o in self.eval_operands[defined]]
-            sizes = [f"{self.size_name(s)}={self.size_name(s)}" for s in self.eval_sizes(defined)]
-            self.lines.append(f"{indent}{self.py(defined)} = _eval_{self.py(defined)}({', '.join(operands + sizes)})")
+            else:
+                operands = [prefix.get(o, self.py(o)) for o in self.eval_operands[defined]]
+                sizes = [f"{self.size_name(s)}={self.size_name(s)}" for s in self.eval_sizes(defined)]
+                self.lines.append(f"{indent}{self.py(defined)} = _eval_{self.py(defined)}({', '.join(operands + sizes)})")
+            dead = [self.py(o) for o in dict.fromkeys(self.reads(defined)) if last.get(o) == step and o not in keep]
+            if dead and step < len(order) - 1:
+                self.lines.append(f"{indent}del {', '.join(dead)}")
 
     def emit_module(self) -> None:
         program = self.program
@@ -474,7 +524,7 @@ class TorchGenerator:
                 prefix[p.name] = f"self.{self.attr(p.name)}"
             elif p.name in read:
                 out(f"        {self.py(p.name)} = {self.pattern_call(p, device, dtype)}")
-        self.emit_calls(order, indent="        ", prefix=prefix, anchor=prefix.get(anchor, self.py(anchor)) if anchor else None)
+        self.emit_calls(order, program.outputs, indent="        ", prefix=prefix, anchor=prefix.get(anchor, self.py(anchor)) if anchor else None)
         out(f"        return {', '.join(self.py(o) for o in program.outputs)}")
 
     def generate(self) -> str:

@@ -22,7 +22,7 @@ from tnc.ir.program import Program, Tensor
 from tnc.ir.sizes import quotient, same
 from tnc.limits import MAX_CHAIN, MAX_EXPONENT, MAX_VALUE
 from tnc.passes.deltas import DELTA, ones
-from tnc.passes.derive import DerivativeError, jacobian, jvp, vjp
+from tnc.passes.derive import DerivativeError, chain_in_file, jacobian, jvp, vjp
 from tnc.passes.fresh import primed, tidy
 
 PATTERN_ARGUMENTS = ("stride", "padding", "dilation", "output_padding")
@@ -153,6 +153,7 @@ class Checker:
         self.copy_of: dict[str, str] = {}  # a fresh index -> the written index it copies
         self.seeds_used: set[str] = set()  # tensors used as vjp/jvp seeds
         self.seed_checks: list[tuple[ast.Name, tuple, str]] = []
+        self.chained_forms: list[tuple[str, str, str, str | None]] = []  # G = grad(L, W): for reverse mode
         self.placeholders: dict[sympy.Symbol, ast.IndexSize] = {}  # |i| -> where it was first written
         self.concatenation = Concatenation(self)
 
@@ -284,6 +285,7 @@ class Checker:
         if self.errors:
             self.errors.sort(key=lambda d: (d.span.line, d.span.column))
             raise TncError(self.source, self.errors)
+        chain_in_file(self.program, self.chained_forms)
         return self.program
 
     def check_chains(self) -> None:
@@ -691,7 +693,10 @@ class Checker:
                 self.slots.append(_Slot(theirs.names, mine, eq.name.text, theirs.span))
         self.constrain(network, eq.rhs.span)
         self.program.definitions[eq.name.text] = network
-        if not network.terms:  # exactly 0: the function still takes what it was taken of
+        args = eq.rhs.args
+        if eq.rhs.function.text in ("grad", "vjp") and not any(isinstance(a, ast.Call) for a in args):
+            self.chained_forms.append((eq.name.text, args[0].text, args[1].text, args[2].text if args[2:] else None))
+        if network.reads_no_data():  # 0 or a constant: the function still takes what it was taken of
             self.program.interfaces[eq.name.text] = self.call_interface(eq.rhs)
         if eq.output:
             self.marked_outputs.append(eq.name.text)

@@ -189,3 +189,7 @@ class Network:
 
     def tensors(self) -> set[str]:
         return {f.tensor for term in self.terms for f in term.product if f.kind is not Kind.DELTA}
+
+    def reads_no_data(self) -> bool:
+        """Whether it is 0 or a constant of deltas and patterns (no input, param or definition)."""
+        return all(f.kind in (Kind.DELTA, Kind.PATTERN) for term in self.terms for f in term.product)

@@ -169,6 +169,64 @@ def _chained(program: Program, of: str, wrts: list[str], vjp_seed: str | None, j
     return with_steps
 
 
+def chain_in_file(program: Program, forms: list[tuple[str, str, str, str | None]]) -> None:
+    """In-file derivatives ``G = grad(L, W)`` and ``G = vjp(T, W, V)`` (``forms``: G, T, W, V or
+    None) by reverse mode on the definitions: the forms of one ``T`` and seed share one backward
+    chain, whose steps become defined tensors before the first of them. Applied per group where
+    the cost model prices it below the expanded products the checker wrote; else left as they are."""
+    from tnc.passes import reverse
+
+    groups: dict[tuple[str, str | None], list[tuple[str, str]]] = {}
+    for name, of, wrt, seed in forms:
+        groups.setdefault((of, seed), []).append((name, wrt))
+    for (of, seed), members in groups.items():
+        if of not in program.definitions or program.tensors[of].function or (seed is None and program.tensors[of].axes):
+            continue
+        wrts = list(dict.fromkeys(w for _, w in members))
+        if max(reverse.depth(program, of, w) for w in wrts) < 3:
+            continue  # a single layer (and its loss): one product, as before
+        shapes = [[len(a) for a in program.tensors[n].axes] == [len(a) for a in program.tensors[w].axes] for n, w in members]
+        if not all(shapes):
+            continue  # a left side that groups the variable's legs otherwise: keep the expansion
+        trial = copy.deepcopy(program)
+        fresh = program_fresh(trial)
+        try:
+            gradients = reverse.backward(trial, of, wrts, seed, fresh)
+        except reverse.ReverseError:
+            continue
+        for name, wrt in members:
+            trial.definitions[name] = reverse.named(trial, gradients[wrt], trial.tensors[name].axes, fresh)
+        names = [n for n, _ in members]
+        if _defined_price(trial, names) >= _defined_price(program, names):
+            continue
+        steps = [t for t in trial.tensors if t not in program.tensors]
+        first = min(list(program.tensors).index(n) for n in names)
+        order = list(program.tensors)[:first] + steps + list(program.tensors)[first:]
+        trial.tensors = {t: trial.tensors[t] for t in order}
+        trial.definitions = {t: trial.definitions[t] for t in order if t in trial.definitions}
+        program.__dict__.update(trial.__dict__)
+        _drop_unread_applications(program)
+
+
+def _drop_unread_applications(program: Program) -> None:
+    """Remove the applications ``f'(A)`` that the replaced expansions read and nothing reads now."""
+    while True:
+        read = {t for network in program.definitions.values() for t in network.tensors()}
+        unread = [n for n, t in program.tensors.items() if t.function and n not in read and n not in program.outputs]
+        if not unread:
+            return
+        for name in unread:
+            del program.tensors[name], program.definitions[name]
+
+
+def _defined_price(program: Program, names: list[str]) -> int:
+    """What computing ``names`` costs, with the defined tensors they read (each once)."""
+    from tnc.cost import model
+    from tnc.lowering.term import network_cost
+
+    return sum(model.time(network_cost(program, name)) for name in program.uses().defined_order_of(names))
+
+
 def _chain(program: Program, of: str, wrts: list[str], vjp_seed: str | None, jvp_seed: str | None) -> list[tuple[Network, str]]:
     from tnc.passes import reverse
 
@@ -181,13 +239,8 @@ def _chain(program: Program, of: str, wrts: list[str], vjp_seed: str | None, jvp
 
 def _price(program: Program, results: list[tuple[Network, str]], of: str, vjp_seed: str | None, jvp_seed: str | None) -> int:
     """What computing every result costs, with the defined tensors it reads (each once)."""
-    from tnc.cost import model
-    from tnc.lowering.term import network_cost
-
     trial = copy.deepcopy(program)
-    names = [_add(trial, result, of, w, vjp_seed, jvp_seed) for result, w in results]
-    order = trial.uses().defined_order_of(names)
-    return sum(model.time(network_cost(trial, name)) for name in order)
+    return _defined_price(trial, [_add(trial, result, of, w, vjp_seed, jvp_seed) for result, w in results])
 
 
 def _add(program: Program, result: Network, of: str, wrt: str, vjp_seed: str | None, jvp_seed: str | None) -> str:
@@ -203,7 +256,7 @@ def _add(program: Program, result: Network, of: str, wrt: str, vjp_seed: str | N
     result = replace(tidy(result, lambda a, b: a in sizes and sizes[a] == sizes[b]), cut=result.cut)
     program.tensors[name] = Tensor(name, Kind.DEFINED, result.axes)
     program.definitions[name] = result
-    if not result.terms:  # exactly 0: the function still takes what it was taken of
+    if result.reads_no_data():  # 0 or a constant: the function still takes what it was taken of
         wanted = program.interface(of) + [wrt] + [s for s in (vjp_seed, jvp_seed) if s is not None]
         program.interfaces[name] = program.uses().in_file_order(wanted)
     return name

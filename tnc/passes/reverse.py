@@ -67,11 +67,23 @@ def _slope(program: Program, name: str, axes: Axes) -> tuple[sympy.Expr, list[Fa
         return None
     if slope.constant is not None:
         return slope.constant, []
+    if function == "relu":  # relu'(Z) = relu'(relu(Z)): read the output, so Z need not be kept
+        argument = _alias(program, name) or argument
     derivative = functions.apply(program, functions.derivative(function), argument)
     return sympy.Integer(1), [Factor(derivative, Kind.DEFINED, axes)]
 
 
-def _named(program: Program, network: Network, axes: Axes, fresh: Fresh) -> Network:
+def _alias(program: Program, name: str) -> str | None:
+    """A defined tensor that is exactly ``name`` on its own legs (``A[n, c] = relu(Z[n, c])``)."""
+    for defined, network in program.definitions.items():
+        if len(network.terms) == 1 and network.terms[0].coefficient == 1:
+            factors = network.terms[0].product.factors
+            if len(factors) == 1 and factors[0].tensor == name and factors[0].axes == network.axes:
+                return defined
+    return None
+
+
+def named(program: Program, network: Network, axes: Axes, fresh: Fresh) -> Network:
     """``network`` with its result legs renamed to ``axes`` (summed legs moved out of the way),
     summed legs tidied."""
     target = flatten(axes)
@@ -97,7 +109,23 @@ def _merged(network: Network) -> Network:
     return Network(network.axes, [t for t in merged.values() if t.coefficient != 0], network.cut)
 
 
-def _define(program: Program, name: str, network: Network) -> str:
+def _key(network: Network) -> tuple:
+    terms = sorted((str(t.coefficient), sorted(repr(f) for f in t.product.factors)) for t in network.terms)
+    return network.axes, repr(terms)
+
+
+def _definitions(program: Program) -> dict[tuple, str]:
+    """The program's definitions by what they compute, for :func:`_define`."""
+    return {_key(network): name for name, network in reversed(program.definitions.items())}
+
+
+def _define(program: Program, name: str, network: Network, known: dict[tuple, str]) -> str:
+    """``network`` as the defined tensor ``name``, or the name of a definition in ``known`` that
+    is the same (a step that the file's own ``grad(L, W)`` already defined)."""
+    key = _key(network)
+    if key in known:
+        return known[key]
+    known[key] = name
     program.tensors[name] = Tensor(name, Kind.DEFINED, network.axes)
     program.definitions[name] = network
     return name
@@ -122,6 +150,7 @@ def backward(program: Program, of: str, wrts: list[str], seed: str | None, fresh
         return targets[name]
 
     steps: dict[str, list[Term]] = {}
+    known = _definitions(program)
     first = Factor(seed, program.tensors[seed].kind, program.definitions[of].axes) if seed else None
     error: dict[str, Factor | None] = {of: first}
     for name in reversed(uses.defined_order(of)):
@@ -141,8 +170,9 @@ def backward(program: Program, of: str, wrts: list[str], seed: str | None, fresh
                     )
                 continue
             collected = Network(target(name), steps[name])
-            step = _named(program, eliminate_deltas(program, collected), program.tensors[name].axes, fresh)
-            error[name] = Factor(_define(program, name_for(program, f"d{of}_d{name}"), step), Kind.DEFINED, network.axes)
+            step = named(program, eliminate_deltas(program, collected), program.tensors[name].axes, fresh)
+            step_name = _define(program, name_for(program, f"d{of}_d{name}"), step, known)
+            error[name] = Factor(step_name, Kind.DEFINED, network.axes)
         for term in network.terms:
             nodes = term.product.nodes()
             for node, factor in zip(nodes, term.product.factors):
@@ -158,7 +188,7 @@ def backward(program: Program, of: str, wrts: list[str], seed: str | None, fresh
     gradients = {}
     for wrt in wrts:
         collected = Network(target(wrt), steps.get(wrt, []))
-        gradients[wrt] = _named(program, eliminate_deltas(program, collected), program.tensors[wrt].axes, fresh)
+        gradients[wrt] = named(program, eliminate_deltas(program, collected), program.tensors[wrt].axes, fresh)
     return gradients
 
 
@@ -167,6 +197,7 @@ def forward(program: Program, of: str, wrt: str, seed: str, fresh: Fresh) -> Net
     (``of`` excepted); return ``of``'s tangent network on its own legs (not yet defined)."""
     relevant, uses = _relevant(program, of, [wrt]), program.uses()
     tangent: dict[str, str] = {wrt: seed}
+    known = _definitions(program)
     result = Network(program.definitions[of].axes, [])
     for name in uses.defined_order(of):
         if name not in relevant:
@@ -197,5 +228,5 @@ def forward(program: Program, of: str, wrt: str, seed: str, fresh: Fresh) -> Net
         if name == of:
             result = step
         else:
-            tangent[name] = _define(program, name_for(program, f"jvp_{name}_{wrt}"), step)
+            tangent[name] = _define(program, name_for(program, f"jvp_{name}_{wrt}"), step, known)
     return result

@@ -223,10 +223,10 @@ def report(rows: list[dict], args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.multilayer", description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--min-repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=31)
+    parser.add_argument("--min-repeats", type=int, default=9)
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--budget", type=float, default=4.0, help="seconds of timed calls per network, all methods")
+    parser.add_argument("--budget", type=float, default=8.0, help="seconds of timed calls per network, all methods")
     parser.add_argument("--wait", type=float, default=10.0, help="seconds to wait, at most, for other processes to go quiet")
     parser.add_argument("--nets", help="comma-separated substrings of the network names (default: all)")
     parser.add_argument("--out", default=str(HERE))

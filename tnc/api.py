@@ -82,19 +82,19 @@ class Network:
         program = self._compiled(simplify)
         return to_json(program) if format == "json" else to_text(program)
 
-    def to_torch_source(self, simplify: bool = True) -> str:
+    def to_torch_source(self, simplify: bool = True, shard: str | None = None) -> str:
         """The standalone PyTorch module as source text (imports torch and the standard library
-        only), as ``tnc compile --target torch`` writes it."""
+        only), as ``tnc compile --target torch`` writes it; ``shard="N"`` as ``--shard N``."""
         from tnc.codegen.torch_module import to_torch_source
 
-        return to_torch_source(self._compiled(simplify), self.stem)
+        return to_torch_source(self._compiled(simplify), self.stem, shard=shard)
 
-    def to_module(self, simplify: bool = True) -> types.ModuleType:
+    def to_module(self, simplify: bool = True, shard: str | None = None) -> types.ModuleType:
         """The generated module, executed in-process: one function per output and the
         ``nn.Module`` class; plain torch code, so ``torch.compile`` can trace it."""
         module = types.ModuleType(f"tnc_generated_{self.stem}")
         module.__file__ = f"<tnc: {self.stem}.py>"
-        exec(compile(self.to_torch_source(simplify), module.__file__, "exec"), module.__dict__)
+        exec(compile(self.to_torch_source(simplify, shard), module.__file__, "exec"), module.__dict__)
         return module
 
 

@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     compile_.add_argument("-o", "--output", metavar="OUT", help="write here (atomically) instead of standard output")
     compile_.add_argument("--size", action="append", type=_size_binding, default=[], metavar="N=VALUE", help="bind a free size")
     compile_.add_argument("--no-simplify", action="store_true", help="compile the network as written, without the rewrite passes")
+    compile_.add_argument("--shard", metavar="N", help="torch target: the free size N is split across the ranks of a torch.distributed group")
 
     simplify = commands.add_parser("simplify", help="apply the rewrite passes and print the resulting .tn file")
     simplify.add_argument("file", metavar="FILE", help="a .tn file, or - for standard input")
@@ -151,6 +152,8 @@ def compile_program(program, args: argparse.Namespace) -> None:
         from tnc.passes.simplify import simplify
 
         simplify(program)
+    if args.shard and args.target != "torch":
+        raise UsageError("--shard: data-parallel code is generated for --target torch only")
     if args.target == "einsum":
         from tnc.codegen.einsum import to_json, to_text
 
@@ -158,7 +161,7 @@ def compile_program(program, args: argparse.Namespace) -> None:
     else:
         from tnc.codegen.torch_module import to_torch_source
 
-        write_output(to_torch_source(program, _stem(args.file)), args.output, protect=args.file)
+        write_output(to_torch_source(program, _stem(args.file), shard=args.shard), args.output, protect=args.file)
 
 
 RECURSION_LIMIT = 60_000  # passes recurse along chains of definitions (at most MAX_CHAIN deep)

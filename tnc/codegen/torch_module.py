@@ -16,6 +16,7 @@ import sympy
 
 from tnc.codegen.names import Namer, TooManyIndices, literal_text
 from tnc.codegen.pyexpr import pyexpr
+from tnc.codegen.sharding import Sharding, plan
 from tnc.codegen.tn import network_text
 from tnc.cost.model import contraction, show, summary
 from tnc.errors import Diagnostic, Span, TncError
@@ -26,6 +27,56 @@ from tnc.ir.sizes import quotient
 from tnc.lowering.elementwise import application_cost
 from tnc.lowering.term import STRATEGIES, describe, lower_network, price
 from tnc.lowering.views import operand_view
+
+SHARD_HEADER = """Data parallel: every leg of size {size} is split across the ranks of a torch.distributed process
+group (each rank passes its own slice); sums over it are all-reduced, {size} in coefficients is the
+whole batch, and a result with a leg of size {size} stays the local slice."""
+SHARD_DOC = "group: the process group (default: the whole world once torch.distributed is initialised, else none)."
+
+DISTRIBUTED = '''
+
+
+def _group(group):
+    """``group``; by default the whole world once torch.distributed is initialised, else None."""
+    if group is None and torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.group.WORLD
+    return group
+
+
+def _all_reduce(tensor: torch.Tensor, group) -> torch.Tensor:
+    """The sum of every rank's ``tensor`` (a new tensor, reduced in place)."""
+    if group is None:
+        return tensor
+    tensor = tensor.contiguous()
+    torch.distributed.all_reduce(tensor, group=group)
+    return tensor
+
+
+def _total(size: int, group) -> int:
+    """The sum of every rank's ``size``: the whole batch."""
+    if group is None:
+        return size
+    total = torch.tensor([size], dtype=torch.int64)
+    torch.distributed.all_reduce(total, group=group)
+    return int(total.item())
+
+
+def _all_gather(tensor: torch.Tensor, axes: tuple, group) -> torch.Tensor:
+    """Every rank's ``tensor`` concatenated along ``axes`` in rank order (slices may differ in size)."""
+    if group is None:
+        return tensor
+    ranks = torch.distributed.get_world_size(group)
+    for axis in axes:
+        sizes = [torch.zeros(1, dtype=torch.int64) for _ in range(ranks)]
+        torch.distributed.all_gather(sizes, torch.tensor([tensor.shape[axis]], dtype=torch.int64), group=group)
+        sizes = [int(s.item()) for s in sizes]
+        padding = [0, 0] * (tensor.dim() - 1 - axis) + [0, max(sizes) - tensor.shape[axis]]
+        padded = torch.nn.functional.pad(tensor, padding).contiguous()
+        pieces = [torch.empty_like(padded) for _ in range(ranks)]
+        torch.distributed.all_gather(pieces, padded, group=group)
+        tensor = torch.cat([piece.narrow(axis, 0, size) for piece, size in zip(pieces, sizes)], axis)
+    return tensor
+'''
 
 MODULE_ATTRIBUTES = frozenset(
     "T_destination add_module apply bfloat16 buffers call_super_init children compile cpu cuda double "
@@ -85,8 +136,9 @@ def class_name(stem: str) -> str:
 
 
 class TorchGenerator:
-    def __init__(self, program: Program, stem: str = "network", strategies: tuple[str, ...] = STRATEGIES) -> None:
+    def __init__(self, program: Program, stem: str = "network", strategies: tuple[str, ...] = STRATEGIES, shard: str | None = None) -> None:
         self.program = program
+        self.sharding: Sharding | None = plan(program, shard) if shard else None
         self.stem = stem
         self.strategies = strategies
         self.eval_operands: dict[str, list[str]] = {}  # what each _eval_T reads, in file order
@@ -190,8 +242,15 @@ class TorchGenerator:
                     if isinstance(axis, Window):
                         found |= self.program.axis_size(storage).free_symbols
         for term in network.terms:
-            found |= self.program.concrete(term.coefficient).free_symbols
+            found |= self.coefficient(term.coefficient).free_symbols
+        if self.sharding and name in self.sharding.gathered:
+            found.add(self.sharding.size)  # called with the whole batch's size
         return sorted(found, key=str)
+
+    def coefficient(self, expr: sympy.Expr) -> sympy.Expr:
+        """A term's coefficient as generated: sharded, ``N`` is the whole batch's size."""
+        expr = self.program.concrete(expr)
+        return self.sharding.coefficient(expr) if self.sharding else expr
 
     # ------------------------------------------------------------ emitters
     def emit_eval(self, name: str) -> None:
@@ -212,8 +271,10 @@ class TorchGenerator:
         try:
             spelling = (lambda f: self.py(f.tensor), self.new_temp, self.expr)
             lowerings = lower_network(self.program, network, self.strategies, *spelling)
-            results = [self.emit_term(number, term, lowered, anchor) for number, (term, lowered) in enumerate(lowerings, start=1)]
-            results = [r for r in results if r is not None]
+            values = [self.emit_term(number, term, lowered, anchor) for number, (term, lowered) in enumerate(lowerings, start=1)]
+            reduced = self.sharding.reduced.get(name, []) if self.sharding else []
+            results = self.reduce([v for n, v in enumerate(values) if v is not None and n in reduced], network)
+            results += [v for n, v in enumerate(values) if v is not None and n not in reduced]
         except TooManyIndices as error:
             span = self.program.tensors[name].span or Span(1, 1)
             raise TncError(self.program.source, [Diagnostic(span, f"a contraction step of '{name}' needs {error}")]) from None
@@ -228,8 +289,21 @@ class TorchGenerator:
         text = "\n".join(body)
         words = set(re.findall(r"\w+", text))
         self.eval_operands[name] = [o for o in operands if self.py(o) in words]
-        params = ", ".join([self.py(o) for o in self.eval_operands[name]] + (["*"] if sizes else []) + [f"{self.size_name(s)}: int" for s in sizes])
+        keywords = [f"{self.size_name(s)}: int" for s in sizes] + (["group"] if self.communicates(name) else [])
+        params = ", ".join([self.py(o) for o in self.eval_operands[name]] + (["*"] if keywords else []) + keywords)
         self.lines += ["", "", f"def _eval_{self.py(name)}({params}) -> torch.Tensor:", f'    """{equation_text(self.program, name)}"""', *body]
+
+    def reduce(self, values: list[str], network) -> list[str]:
+        """The sum of the terms that sum over the sharded leg, all-reduced over the group."""
+        if not values:
+            return []
+        elements = self.expr(prod((self.program.axis_size(a) for a in network.axes), start=sympy.Integer(1)))
+        self.lines.append(f"    # all-reduce over the ranks: {elements} elements per rank")
+        return [f"_all_reduce({' + '.join(values)}, group)"]
+
+    def communicates(self, name: str) -> bool:
+        """Whether ``_eval_T`` all-reduces (it then takes the process group)."""
+        return bool(self.sharding and self.sharding.reduced.get(name))
 
     def emit_application(self, name: str) -> None:
         """``_eval_f_A(A)`` of an element-wise application ``f(A)``: one call on ``A`` as stored."""
@@ -290,7 +364,7 @@ class TorchGenerator:
             out(f"    # term {number}: {describe(lowered)}")
             return None
         result_legs = lowered.legs
-        coefficient, target = lowered.coefficient, list(lowered.target)
+        coefficient, target = self.coefficient(lowered.coefficient), list(lowered.target)
         out(f"    # term {number}: coefficient {term.coefficient}; {describe(lowered)}")
         out(f"    # term {number} costs {summary(price(self.program, lowered))}")
         if lowered.native is not None:
@@ -352,12 +426,12 @@ class TorchGenerator:
         inputs = self.uses.interface(name)
         out = self.lines.append
         needed = self.symbols_in(args + inputs + self.uses.defined_order(name))  # _expect checks every input
-        for order in self.uses.defined_order(name):
-            needed |= set(self.eval_sizes(order))
-        reads, missing = self.resolve_sizes(inputs, needed)
+        needed |= self.needed_sizes(self.uses.defined_order(name))
+        reads, missing = self.resolve_sizes(inputs, needed - self.whole_batch())
         signature = ", ".join(f"{self.py(a)}: torch.Tensor" for a in inputs)
-        if missing:
-            signature += (", *" if inputs else "*") + self.keyword_sizes(missing)
+        keywords = self.keyword_sizes(missing) + (", group=None" if self.sharding else "")
+        if keywords:
+            signature += (", *" if inputs else "*") + keywords
         out("")
         out("")
         out(f"def {self.py(name)}({signature}) -> torch.Tensor:")
@@ -366,8 +440,10 @@ class TorchGenerator:
         out(f"    Returns a tensor of shape [{axes_text(self.program.definitions[name].axes)}]; grouped legs are flattened.")
         if missing:
             out(f"    No argument's shape tells the size{'s' if len(missing) > 1 else ''} {', '.join(map(str, missing))}: pass {'them' if len(missing) > 1 else 'it'} by keyword.")
+        if self.sharding:
+            out(f"    {SHARD_DOC.format(size=self.sharding.size)}")
         out('    """')
-        for line in reads:
+        for line in reads + self.distributed_lines(needed):
             out(f"    {line}")
         for a in inputs:
             out(f'    _expect("{a}", {self.py(a)}, {self.shape(self.program.tensors[a].axes)})')
@@ -458,12 +534,49 @@ class TorchGenerator:
             elif not network.terms and anchor:
                 self.lines.append(f"{indent}{self.py(defined)} = torch.zeros({self.shape(network.axes)}, {self.device_dtype(anchor)})")
             else:
-                operands = [prefix.get(o, self.py(o)) for o in self.eval_operands[defined]]
-                sizes = [f"{self.size_name(s)}={self.size_name(s)}" for s in self.eval_sizes(defined)]
+                operands = [self.gathered(defined, o, prefix.get(o, self.py(o))) for o in self.eval_operands[defined]]
+                sizes = [f"{self.size_name(s)}={self.size_value(defined, s)}" for s in self.eval_sizes(defined)]
+                sizes += ["group=group"] if self.communicates(defined) else []
                 self.lines.append(f"{indent}{self.py(defined)} = _eval_{self.py(defined)}({', '.join(operands + sizes)})")
             dead = [self.py(o) for o in dict.fromkeys(self.reads(defined)) if last.get(o) == step and o not in keep]
             if dead and step < len(order) - 1:
                 self.lines.append(f"{indent}del {', '.join(dead)}")
+
+    def gathered(self, name: str, operand: str, value: str) -> str:
+        """``value``, all-gathered along its sharded axes where ``name`` needs the whole batch."""
+        if not self.sharding or name not in self.sharding.gathered or operand in self.sharding.global_:
+            return value
+        axes = self.sharding.gathered_axes(self.program, operand)
+        return f"_all_gather({value}, {tuple(axes)}, group)" if axes else value
+
+    def size_value(self, name: str, symbol: sympy.Symbol) -> str:
+        """What ``_eval_T`` gets for a free size: the whole batch's where its operands are gathered."""
+        if self.sharding and symbol == self.sharding.size and name in self.sharding.gathered:
+            return self.size_name(self.sharding.total)
+        return self.size_name(symbol)
+
+    def distributed_lines(self, needed: set[sympy.Symbol]) -> list[str]:
+        """The group (``None`` in one process) and the whole batch's size, where needed."""
+        if not self.sharding:
+            return []
+        lines = ["group = _group(group)"]
+        if self.sharding.total in needed:
+            total, size = self.size_name(self.sharding.total), self.size_name(self.sharding.size)
+            lines.append(f"{total} = _total({size}, group)")
+        return lines
+
+    def whole_batch(self) -> set[sympy.Symbol]:
+        """The size computed from the local ones (never read from a shape or passed)."""
+        return {self.sharding.total} if self.sharding else set()
+
+    def needed_sizes(self, order: list[str]) -> set[sympy.Symbol]:
+        """The free sizes the calls of ``order`` pass, the whole batch's size read as its local one."""
+        needed = set().union(*(set(self.eval_sizes(n)) for n in order)) if order else set()
+        if self.sharding and self.sharding.total in needed:
+            needed.add(self.sharding.size)
+        if self.sharding and any(n in self.sharding.gathered for n in order):
+            needed |= {self.sharding.size, self.sharding.total}
+        return needed
 
     def emit_module(self) -> None:
         program = self.program
@@ -507,13 +620,14 @@ class TorchGenerator:
             fan_in = prod((self.program.axis_size(a) for a in p.axes[1:]), start=sympy.Integer(1))
             out(f"        torch.nn.init.normal_(self.{self.attr(p.name)}, std={self.expr_atom(fan_in)} ** -0.5)")
         out("")
-        needed = set().union(*(set(self.eval_sizes(n)) for n in order)) if order else set()
+        needed = self.needed_sizes(order)
         needed |= self.symbols_in([p.name for p in patterns if not self.is_concrete_pattern(p)])
         prefix = {p.name: f"self.{self.attr(p.name)}" for p in params}
-        reads, missing = self.resolve_sizes([t.name for t in inputs] + [p.name for p in params], needed, prefix)
+        reads, missing = self.resolve_sizes([t.name for t in inputs] + [p.name for p in params], needed - self.whole_batch(), prefix)
         signature = "".join(f", {self.py(t.name)}: torch.Tensor" for t in inputs)
-        out(f"    def forward(self{signature}{', *' + self.keyword_sizes(missing) if missing else ''}):")
-        for line in reads:
+        keywords = self.keyword_sizes(missing) + (", group=None" if self.sharding else "")
+        out(f"    def forward(self{signature}{', *' + keywords if keywords else ''}):")
+        for line in reads + self.distributed_lines(needed):
             out(f"        {line}")
         anchor = inputs[0].name if inputs else params[0].name if params else None
         device = f"{prefix.get(anchor, self.py(anchor))}.device" if anchor else "None"
@@ -541,8 +655,12 @@ class TorchGenerator:
         free = [str(s) for s in self.free]
         if free:
             header += ["", f"Free sizes, read from the inputs' shapes: {', '.join(free)}."]
+        if self.sharding:
+            header += ["", SHARD_HEADER.format(size=self.sharding.size)]
         header += ['"""', "", "import torch", "", ""]
         self.lines = header + PRELUDE.strip("\n").splitlines()
+        if self.sharding:
+            self.lines += DISTRIBUTED.rstrip("\n").splitlines()
         for name in order:
             self.emit_eval(name)
             if self.is_constant(name):
@@ -553,12 +671,14 @@ class TorchGenerator:
         return "\n".join(self.lines) + "\n"
 
 
-def to_torch_source(program: Program, stem: str = "network", strategies: tuple[str, ...] = STRATEGIES) -> str:
+def to_torch_source(program: Program, stem: str = "network", strategies: tuple[str, ...] = STRATEGIES, shard: str | None = None) -> str:
     """Generate the standalone PyTorch module for ``program``'s outputs.
 
     ``strategies`` names the lowerings allowed besides planned einsum steps (see
     :mod:`tnc.lowering`); ``()`` gives the dense reference that multiplies by patterns.
+    ``shard`` names a free size split across the ranks of a process group
+    (:mod:`tnc.codegen.sharding`).
     """
     if not program.outputs:
         raise TncError(program.source, [Diagnostic(Span(1, 1), "nothing to compile: the file defines no output tensor")])
-    return TorchGenerator(program, stem, strategies).generate()
+    return TorchGenerator(program, stem, strategies, shard).generate()

@@ -61,13 +61,14 @@ def plan(program: Program, size: str) -> Sharding:
             raise ShardError(f"--shard {size}: the {tensor.kind.value} '{tensor.name}' has a leg of size {size}; only inputs can be sharded")
     total = sympy.Symbol(f"{size}_all", positive=True, integer=True)
     sharding = Sharding(symbol, total)
+    batch = {leg for leg, s in program.index_sizes.items() if program.concrete(s) == symbol}
     for name in program.uses().defined_order_of(program.outputs):
-        _classify(program, sharding, name, program.definitions[name])
+        _classify(program, sharding, batch, name, program.definitions[name])
     return sharding
 
 
-def _classify(program: Program, sharding: Sharding, name: str, network: Network) -> None:
-    batch = {leg for leg, s in program.index_sizes.items() if program.concrete(s) == sharding.size}
+def _classify(program: Program, sharding: Sharding, batch: set[str], name: str, network: Network) -> None:
+    """Record how ``name`` meets the sharded legs ``batch`` (the indices of size ``N``)."""
     reads_global = [t for t in network.tensors() if t in sharding.global_]
     reduced = []
     for number, term in enumerate(network.terms):

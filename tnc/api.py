@@ -14,6 +14,9 @@ was already simplified or ``simplify=False`` is passed (``--no-simplify``).
 from __future__ import annotations
 
 import copy
+import hashlib
+import re
+import sys
 import types
 from pathlib import Path
 
@@ -92,10 +95,22 @@ class Network:
     def to_module(self, simplify: bool = True, shard: str | None = None) -> types.ModuleType:
         """The generated module, executed in-process: one function per output and the
         ``nn.Module`` class; plain torch code, so ``torch.compile`` can trace it."""
-        module = types.ModuleType(f"tnc_generated_{self.stem}")
-        module.__file__ = f"<tnc: {self.stem}.py>"
-        exec(compile(self.to_torch_source(simplify, shard), module.__file__, "exec"), module.__dict__)
-        return module
+        return module_from_source(self.to_torch_source(simplify, shard), self.stem)
+
+
+def module_from_source(source: str, stem: str) -> types.ModuleType:
+    """Generated ``source`` executed as the module ``tnc_generated_<stem>_<hash>``, registered in
+    ``sys.modules`` so that pickle, ``torch.save`` and ``copy`` find its classes; the same source
+    gives the same module."""
+    digest = hashlib.sha256(source.encode()).hexdigest()[:16]
+    name = f"tnc_generated_{re.sub(r'[^0-9A-Za-z_]', '_', stem)}_{digest}"
+    if name in sys.modules:
+        return sys.modules[name]
+    module = types.ModuleType(name)
+    module.__file__ = f"<tnc: {stem}.py>"
+    exec(compile(source, module.__file__, "exec"), module.__dict__)
+    sys.modules[name] = module
+    return module
 
 
 def parse(text: str, name: str = "<string>", sizes: dict[str, int] | None = None) -> Network:

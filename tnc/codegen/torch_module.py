@@ -622,6 +622,7 @@ class TorchGenerator:
         out("")
         needed = self.needed_sizes(order)
         needed |= self.symbols_in([p.name for p in patterns if not self.is_concrete_pattern(p)])
+        needed |= self.symbols_in([t.name for t in inputs])  # forward checks every input, as the functions do
         prefix = {p.name: f"self.{self.attr(p.name)}" for p in params}
         reads, missing = self.resolve_sizes([t.name for t in inputs] + [p.name for p in params], needed - self.whole_batch(), prefix)
         signature = "".join(f", {self.py(t.name)}: torch.Tensor" for t in inputs)
@@ -629,6 +630,8 @@ class TorchGenerator:
         out(f"    def forward(self{signature}{', *' + keywords if keywords else ''}):")
         for line in reads + self.distributed_lines(needed):
             out(f"        {line}")
+        for t in inputs:
+            out(f'        _expect("{t.name}", {self.py(t.name)}, {self.shape(t.axes)})')
         anchor = inputs[0].name if inputs else params[0].name if params else None
         device = f"{prefix.get(anchor, self.py(anchor))}.device" if anchor else "None"
         dtype = f"{prefix.get(anchor, self.py(anchor))}.dtype" if anchor else "torch.get_default_dtype()"

@@ -1,8 +1,9 @@
 """tnc: a symbolic tensor-network compiler for convolutions and their derivatives.
 
 ``tnc.load(path)`` and ``tnc.parse(text)`` give a :class:`tnc.api.Network` with ``derive``,
-``simplify``, ``to_einsum``, ``to_torch_source`` and ``to_module``. The heavy modules load on
-first use, so the ``tnc`` command starts fast.
+``simplify``, ``to_einsum``, ``to_torch_source`` and ``to_module``; ``tnc.Template(path)`` compiles
+a file once per binding of its free sizes. The heavy modules load on first use, so the ``tnc``
+command starts fast.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from tnc.api import Network, load, parse
     from tnc.errors import TncError
+    from tnc.templates import Template
 
-__all__ = ["Network", "TncError", "load", "parse"]
+__all__ = ["Network", "Template", "TncError", "load", "parse"]
 
 
 def __getattr__(name: str) -> Any:
@@ -25,4 +27,8 @@ def __getattr__(name: str) -> Any:
         from tnc.errors import TncError
 
         return TncError
+    if name == "Template":
+        from tnc.templates import Template
+
+        return Template
     raise AttributeError(f"module 'tnc' has no attribute {name!r}")

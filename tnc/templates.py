@@ -14,13 +14,12 @@ import hashlib
 import importlib.metadata
 import inspect
 import json
-import os
-import tempfile
 import types
 from pathlib import Path
 from typing import Callable
 
 from tnc.api import module_from_source, parse
+from tnc.cli.files import write_output
 
 
 def _version() -> str:
@@ -31,14 +30,24 @@ def _version() -> str:
 
 
 class Template:
-    """A ``.tn`` file (a path) or text (anything with a newline) to compile per binding of sizes."""
+    """A ``.tn`` file (a path) or text (anything with a newline) to compile per binding of sizes.
 
-    def __init__(self, source: str | Path, name: str | None = None, cache_dir: str | Path | None = None) -> None:
+    ``simplify`` and ``shard`` are passed to :meth:`tnc.api.Network.to_torch_source`."""
+
+    def __init__(
+        self,
+        source: str | Path,
+        name: str | None = None,
+        cache_dir: str | Path | None = None,
+        simplify: bool = True,
+        shard: str | None = None,
+    ) -> None:
         is_path = isinstance(source, Path) or "\n" not in source
         self.path = Path(source) if is_path else None
         self._text = None if is_path else str(source)
         self.name = name or (self.path.stem if self.path else "network")
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.simplify, self.shard = simplify, shard
         self._modules: dict[str, types.ModuleType] = {}
 
     def __repr__(self) -> str:
@@ -49,8 +58,8 @@ class Template:
         return self.path.read_text(encoding="utf-8") if self.path else self._text
 
     def key(self, text: str, sizes: dict[str, int]) -> str:
-        """sha256 of the text, the name, the sorted bindings and the tnc version."""
-        data = json.dumps([text, self.name, sorted(sizes.items()), _version()])
+        """sha256 of the text, the name, the options, the sorted bindings and the tnc version."""
+        data = json.dumps([text, self.name, self.simplify, self.shard, sorted(sizes.items()), _version()])
         return hashlib.sha256(data.encode()).hexdigest()
 
     def module(self, **sizes: int) -> types.ModuleType:
@@ -83,18 +92,11 @@ class Template:
             return cached.read_text(encoding="utf-8")
         network = parse(text, str(self.path) if self.path else f"{self.name}.tn", sizes)
         network.stem = self.name
-        source = network.to_torch_source()
+        source = network.to_torch_source(self.simplify, self.shard)
         if cached:
-            _write_atomically(cached, source)
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            write_output(source, str(cached))  # atomically: another process never reads half a file
         return source
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then move it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, suffix=".tmp", delete=False) as file:
-        file.write(text)
-    os.replace(file.name, path)
 
 
 __all__ = ["Template"]

@@ -6,7 +6,7 @@ TNC    := $(VENV)/bin/tnc
 STAMP  := $(VENV)/.installed
 OUT    := out
 
-.PHONY: install demo test bench docs lint clean
+.PHONY: install demo test train bench docs lint clean
 
 install: $(STAMP)
 
@@ -33,6 +33,11 @@ demo: install
 
 test: install
 	$(PY) -m pytest
+
+# make train [TRAIN_ARGS="--processes 2"]: KFAC on scikit-learn's digits, its conv factors from
+# examples/kfac/factors.tn, against the unfold-based factors (python examples/kfac/train_digits.py --help)
+train: install
+	$(PY) examples/kfac/train_digits.py $(TRAIN_ARGS)
 
 # make bench [BENCH_ARGS="--quick" | "--layers 20,ResNeXt --batch 16" ...]: see python -m benchmarks.run --help;
 # then the whole-network derivatives against autograd (python -m benchmarks.multilayer --help)

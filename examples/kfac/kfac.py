@@ -1,8 +1,9 @@
 """A KFAC preconditioner for ``nn.Conv2d`` and ``nn.Linear`` layers (bias included).
 
-Every layer's gradient ``M = [dW | db]`` (as a ``[D, C*K*K + 1]`` matrix) is replaced by
-``(G + λI)⁻¹ M (A + λI)⁻¹``, where ``A`` is the input factor and ``G`` the output-gradient factor,
-both averaged over the batch and kept as running means. The convolutions' input factors come from
+Every layer's gradient ``M = [dW | db]`` (as a ``[D, C*K*K + 1]`` matrix; ``dW`` alone for a layer
+without bias) is replaced by ``(G + λI)⁻¹ M (A + λI)⁻¹``, where ``A`` is the input factor and ``G``
+the output-gradient factor, both averaged over the batch and kept as running means; the inverses
+are refreshed every ``inverse_every`` steps. The convolutions' input factors come from
 code that tnc generates from one template, ``factors.tn`` (``factors="tnc"``), or from
 ``F.unfold`` (``factors="unfold"``, the standard of KFAC libraries); the rest is plain PyTorch.
 
@@ -37,17 +38,20 @@ class KFAC:
         kind: str = "reduce",
         damping: float = 1e-3,
         decay: float = 0.95,
+        inverse_every: int = 1,
         group: dist.ProcessGroup | None = None,
         distributed: bool = False,
     ) -> None:
         if factors not in ("tnc", "unfold") or kind not in ("expand", "reduce"):
             raise ValueError(f"factors must be 'tnc' or 'unfold', kind 'expand' or 'reduce'; got {factors!r}, {kind!r}")
         self.factors, self.kind, self.damping, self.decay = factors, kind, damping, decay
+        self.inverse_every, self.steps = inverse_every, 0
         self.distributed, self.group = distributed or group is not None, group
         self.template = TEMPLATES[self.distributed]  # each layer configuration compiled once per process
         self.layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
         self.A: dict[nn.Module, torch.Tensor] = {}
         self.G: dict[nn.Module, torch.Tensor] = {}
+        self.inverses: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]] = {}
         for layer in self.layers:
             if isinstance(layer, nn.Conv2d) and (layer.groups, layer.dilation, layer.padding_mode) != (1, (1, 1), "zeros"):
                 raise ValueError(f"{layer}: this example handles plain convolutions (no groups, dilation, padding modes)")
@@ -61,7 +65,12 @@ class KFAC:
         output.register_hook(lambda g: self._average(self.G, layer, self._gradient_factor(layer, g, len(x))))
 
     def _input_factor(self, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """``A`` of this batch: over the global batch, normalised by its size."""
+        """``A`` of this batch: over the global batch, normalised by its size; the bias's row and
+        column (the input's constant 1) dropped for a layer without bias."""
+        A = self._augmented_input_factor(layer, x)
+        return A if layer.bias is not None else A[:-1, :-1]
+
+    def _augmented_input_factor(self, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
         if isinstance(layer, nn.Linear):
             a = torch.cat([x, x.new_ones(len(x), 1)], dim=1)
             return self._sum(a.T @ a) / self._batch(len(x))
@@ -101,14 +110,24 @@ class KFAC:
         old = running.get(layer)
         running[layer] = new if old is None else self.decay * old + (1 - self.decay) * new
 
+    def _inverse(self, factor: torch.Tensor) -> torch.Tensor:
+        """``(factor + λI)⁻¹`` through its Cholesky factor (the factor is symmetric, at least PSD)."""
+        damped = factor + self.damping * torch.eye(len(factor), dtype=factor.dtype, device=factor.device)
+        return torch.cholesky_inverse(torch.linalg.cholesky(damped))
+
     @torch.no_grad()
     def step(self) -> None:
         """Replace each layer's gradient by its preconditioned gradient."""
+        refresh = self.steps % self.inverse_every == 0
+        self.steps += 1
         for layer in self.layers:
-            M = torch.cat([layer.weight.grad.flatten(1), layer.bias.grad[:, None]], dim=1)
-            A, G = self.A[layer], self.G[layer]
-            eye = torch.eye(len(A), dtype=A.dtype, device=A.device)
-            right = torch.linalg.solve(A + self.damping * eye, M.T).T  # M (A + λI)⁻¹, A symmetric
-            update = torch.linalg.solve(G + self.damping * torch.eye(len(G), dtype=G.dtype, device=G.device), right)
-            layer.weight.grad.copy_(update[:, :-1].view_as(layer.weight))
-            layer.bias.grad.copy_(update[:, -1])
+            if refresh:
+                self.inverses[layer] = self._inverse(self.A[layer]), self._inverse(self.G[layer])
+            A_inverse, G_inverse = self.inverses[layer]
+            M = layer.weight.grad.flatten(1)
+            if layer.bias is not None:
+                M = torch.cat([M, layer.bias.grad[:, None]], dim=1)
+            update = G_inverse @ M @ A_inverse
+            layer.weight.grad.copy_(update[:, : M.shape[1] - (layer.bias is not None)].view_as(layer.weight))
+            if layer.bias is not None:
+                layer.bias.grad.copy_(update[:, -1])

@@ -10,6 +10,7 @@ holds the params and the patterns as buffers and computes every output once per 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from math import prod
 
 import sympy
@@ -24,6 +25,7 @@ from tnc.ir import functions
 from tnc.ir.network import Axes, Factor, Kind, Window, axes_text
 from tnc.ir.program import Program, Tensor
 from tnc.ir.sizes import quotient
+from tnc.lowering.blocks import opened, slice_text
 from tnc.lowering.elementwise import application_cost
 from tnc.lowering.term import STRATEGIES, describe, lower_network, price
 from tnc.lowering.views import operand_view
@@ -271,6 +273,8 @@ class TorchGenerator:
         try:
             spelling = (lambda f: self.py(f.tensor), self.new_temp, self.expr)
             lowerings = lower_network(self.program, network, self.strategies, *spelling)
+            if self.sharding and self.sharding.reduced.get(name):  # terms are all-reduced one by one: none is placed in a shared result
+                lowerings = [(term, replace(lowered, into=None) if lowered is not None else None) for term, lowered in lowerings]
             values = [self.emit_term(number, term, lowered, anchor) for number, (term, lowered) in enumerate(lowerings, start=1)]
             reduced = self.sharding.reduced.get(name, []) if self.sharding else []
             results = self.reduce([v for n, v in enumerate(values) if v is not None and n in reduced], network)
@@ -371,8 +375,12 @@ class TorchGenerator:
             for line in lowered.native.lines:
                 out(f"    {line}")
             self.fresh.add(lowered.native.value)
+            if lowered.blocks:
+                return self.place(lowered, lowered.native.value, coefficient, anchor)
             return self.broadcast(lowered, self.scaled(lowered.native.value, coefficient))
         if lowered.strategy == "scalar":
+            if lowered.blocks:
+                return self.place(lowered, None, coefficient, anchor)
             return self.broadcast(lowered, f"torch.full((), {self.expr(coefficient)}, {self.device_dtype(anchor)})")
         value = None
         if lowered.plan is not None:
@@ -392,6 +400,8 @@ class TorchGenerator:
                     self.fresh.discard(computed[call])  # used twice: scaling it in place would scale both
                 variables.append(computed[call])
             value = anchor = variables[-1]
+            if lowered.blocks:
+                return self.place(lowered, value, coefficient, anchor)
             carried = set(lowered.carried)
             if lowered.embeds and not set(target) <= carried:  # broadcast over legs only the identities carry
                 value += "[" + ", ".join(":" if leg in carried else "None" for leg in target) + "]"
@@ -410,6 +420,33 @@ class TorchGenerator:
             scale = "" if coefficient == 1 else f"{self.expr_atom(coefficient)} * "
             out(f"    {full}{diagonal}.copy_({scale}{value})")
         return full
+
+    def place(self, lowered, value: str | None, coefficient: sympy.Expr, anchor: str | None) -> str | None:
+        """Copy a term's value (None: the coefficient alone) into its blocks' slice
+        (:mod:`tnc.lowering.blocks`) of zeros of its own, or of the network's result; returns what
+        the network adds up (None where an earlier term made the result)."""
+        out = self.lines.append
+        placed = lowered.placed
+        if lowered.into == "result":
+            full = self.assembled
+        else:
+            full = self.new_temp()
+            shape = "(" + ", ".join(self.expr(self.program.size(leg)) for leg in placed) + ("," if len(placed) == 1 else "") + ")"
+            out(f"    {full} = torch.{'empty' if lowered.into == 'empty' else 'zeros'}({shape}, {self.device_dtype(anchor)})")
+            self.assembled = full
+        region = slice_text(full, placed, lowered.blocks, lambda b: "(" + ", ".join(self.expr(self.program.size(leg)) for leg in b.inner) + ")")
+        if value is None:
+            out(f"    {region}.fill_({self.expr(coefficient)})")
+        else:
+            value = self.scaled(value, coefficient)
+            legs, have = opened(placed, lowered.blocks), lowered.carried
+            index = "" if have == legs else "[" + ", ".join(":" if leg in have else "None" for leg in legs) + "]"
+            out(f"    {region}.copy_({value}{index})")
+        if lowered.into is None and lowered.broadcast:
+            index = ", ".join(":" if leg in placed else "None" for leg in lowered.legs)
+            shape = ", ".join(self.expr(self.program.size(leg)) for leg in lowered.legs)
+            return f"{full}[{index}].expand({shape})"
+        return None if lowered.into == "result" else full
 
     def broadcast(self, lowered, value: str) -> str:
         """``value`` (on the term's target legs) as a view over all its result legs."""

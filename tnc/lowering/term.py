@@ -14,7 +14,7 @@ Identities between two result legs are split off first and emitted as diagonal e
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from math import prod
 from typing import Callable
 
@@ -25,13 +25,14 @@ from tnc.cost.model import Cost, Size
 from tnc.ir.network import Factor, Kind, Term, Window
 from tnc.ir.program import Program
 from tnc.lowering.bias import Lowering, with_bias
+from tnc.lowering.blocks import Block, assemble, opened, split_blocks, tiled
 from tnc.lowering.elementwise import application_cost
 from tnc.lowering.native import Native, native
 from tnc.lowering.plan import Plan, plan, planning_size
 from tnc.lowering.views import operand_view
 from tnc.lowering.window import windowed
 
-STRATEGIES = ("native", "window")  # the lowerings tried besides plain einsum steps
+STRATEGIES = ("native", "window", "block")  # the lowerings tried besides plain einsum steps
 
 
 @dataclass(frozen=True)
@@ -48,12 +49,22 @@ class Lowered:
     windows: tuple[str, ...] = ()  # the patterns read as windows
     plan: Plan | None = None
     broadcast: tuple[str, ...] = ()  # result legs the term is broadcast over (a view, no copy)
+    blocks: tuple[Block, ...] = ()  # embeddings into blocks of concatenated axes, done by copying into a slice
+    into: str | None = None  # with blocks: None (copied into zeros of its own), or copied into the network's
+    # result, which this term makes ("empty" or "zeros") or an earlier term made ("result")
 
     @property
     def carried(self) -> tuple[str, ...]:
         """The target legs some factor carries (the contraction's output)."""
         legs = {leg for f in self.factors for leg in f.legs}
         return tuple(leg for leg in self.target if leg in legs)
+
+    @property
+    def placed(self) -> tuple[str, ...]:
+        """With blocks: the legs of the tensor the value is copied into (of its slice, unflattened:
+        :func:`tnc.lowering.blocks.opened`): the term's target with its concatenated axes, or the
+        network's result legs where the terms are assembled into one result."""
+        return tuple(leg for leg in self.legs if leg not in self.broadcast) if self.into is None else self.legs
 
 
 def split_deltas(factors: list[Factor], result_legs: tuple[str, ...]) -> tuple[list[tuple[str, str]], list[Factor]]:
@@ -112,27 +123,45 @@ def candidates(
     target = [leg for leg in legs if leg not in broadcast]
     for a, b in embeds:
         target = [leg for leg in target if leg not in (a, b)] + [a]
-    base = dict(coefficient=program.concrete(term.coefficient), embeds=tuple(embeds), target=tuple(target), legs=legs, broadcast=broadcast)
+    base = dict(coefficient=program.concrete(term.coefficient), embeds=tuple(embeds), legs=legs, broadcast=broadcast)
+    found = []
+    blocks, inner = split_blocks(program, rest, tuple(target)) if "block" in strategies and not embeds else ((), rest)
+    if blocks:  # the term without its embeddings, on the blocks' legs (tnc.lowering.blocks)
+        open_target = opened(tuple(target), blocks)
+        carried = {leg for f in inner for leg in f.legs}  # a native kernel's value has every target leg
+        allowed = strategies if set(open_target) <= carried else tuple(s for s in strategies if s != "native")
+        ways = _ways(program, inner, open_target, (), allowed, base, name, temp, show)
+        found += [replace(way, blocks=blocks) for way in ways]
+    return found + _ways(program, rest, tuple(target), tuple(embeds), strategies, base, name, temp, show)
+
+
+def _ways(program: Program, rest: list[Factor], target: tuple[str, ...], embeds, strategies, base, name, temp, show) -> list[Lowered]:
+    """The lowerings of the product ``rest`` into ``target`` (a native kernel alone where one matches)."""
+    base = dict(base, target=target)
     if not rest:
         return [Lowered("embed" if embeds else "scalar", factors=(), **base)]
     if not embeds and "native" in strategies:
-        call = native(program, rest, tuple(target), name, temp, show)
+        call = native(program, rest, target, name, temp, show)
         if call is not None:  # one kernel call that multiplies no zeros: nothing else is cheaper
             return [Lowered("native", factors=tuple(rest), native=call, **base)]
     found = []
     if "window" in strategies:
-        windowed_factors, lowered = windowed(program, rest, tuple(target))
+        windowed_factors, lowered = windowed(program, rest, target)
         if lowered:
-            plan_ = _planned(program, windowed_factors, tuple(target))
+            plan_ = _planned(program, windowed_factors, target)
             found.append(Lowered("window", factors=tuple(windowed_factors), windows=tuple(lowered), plan=plan_, **base))
-    found.append(Lowered("einsum", factors=tuple(rest), plan=_planned(program, rest, tuple(target)), **base))
+    found.append(Lowered("einsum", factors=tuple(rest), plan=_planned(program, rest, target), **base))
     return found
 
 
 def lower(program: Program, term: Term, legs: tuple[str, ...], strategies: tuple[str, ...] = STRATEGIES, *spelling) -> Lowered:
     """The cheapest of :func:`candidates` by :func:`tnc.cost.model.time` (the first of equals)."""
+    return _cheapest(program, candidates(program, term, legs, strategies, *spelling))
+
+
+def _cheapest(program: Program, found: list[Lowered]) -> Lowered:
     numeric = numeric_size(program)
-    return min(candidates(program, term, legs, strategies, *spelling), key=lambda c: model.time(price(program, c, numeric)))
+    return min(found, key=lambda c: model.time(price(program, c, numeric)))
 
 
 def numeric_size(program: Program) -> Size:
@@ -196,11 +225,33 @@ def price(program: Program, lowered: Lowered, size: Size | None = None) -> Cost:
                 views.add(view)
                 cost = cost + _view_copies(program, factor, size)
         cost = cost + _steps(lowered.factors, lowered.plan, size)
+    if lowered.blocks:
+        return cost + _placing(lowered, size)
     out = model.elements(lowered.target if lowered.broadcast else lowered.legs, size)
     if lowered.embeds:
         cost = cost + model.copy(out)
     elif lowered.coefficient != 1:
         cost = cost + model.elementwise(out)
+    return cost
+
+
+def _placing(lowered: Lowered, size: Size) -> Cost:
+    """A term with blocks (:mod:`tnc.lowering.blocks`): its value scaled (filled with the
+    coefficient where no factor is left), then copied into its slice of the tensor it is placed
+    in, which it makes unless an earlier term of the network did: zeros, or uninitialised where
+    the terms fill every entry."""
+    value = model.elements(lowered.target, size)
+    region = model.elements(opened(lowered.placed, lowered.blocks), size)  # the slice, broadcast legs included
+    if lowered.strategy == "scalar":
+        cost = Cost(0, region, 0, 1)  # fill_
+    else:
+        cost = model.elementwise(value) if lowered.coefficient != 1 else Cost()
+        cost = cost + Cost(0, value + region, 0, 1)  # copy_
+    made = model.elements(lowered.placed, size)
+    if lowered.into in (None, "zeros"):
+        cost = cost + Cost(0, made, made, 1)  # torch.zeros
+    elif lowered.into == "empty":
+        cost = cost + Cost(0, 0, made, 1)  # torch.empty: allocated, nothing written
     return cost
 
 
@@ -223,8 +274,27 @@ def _stored_legs(program: Program, factor: Factor) -> tuple[str, ...]:
 
 def lower_network(program: Program, network, strategies: tuple[str, ...] = STRATEGIES, *spelling) -> list[Lowering]:
     """Every term lowered, then a bias term folded into a convolution's kernel (``None`` for it)."""
-    lowered = [(term, lower(program, term, network.legs, strategies, *spelling)) for term in network.terms]
-    return with_bias(program, lowered, *spelling[:1])
+    found = [candidates(program, term, network.legs, strategies, *spelling) for term in network.terms]
+    lowered = with_bias(program, [(term, _cheapest(program, ways)) for term, ways in zip(network.terms, found)], *spelling[:1])
+    return _assembled(program, network, found, lowered) or lowered
+
+
+def _assembled(program: Program, network, found: list[list[Lowered]], lowered: list[Lowering]) -> list[Lowering] | None:
+    """The terms copied into one result (:func:`tnc.lowering.blocks.assemble`) where each fills
+    its own block and that is cheaper than summing the terms as lowered one by one."""
+    if not network.terms or any(way is None for _, way in lowered) or not all(any(c.blocks for c in ways) for ways in found):
+        return None
+    numeric = numeric_size(program)
+    chosen = [_cheapest(program, [replace(c, into="result") for c in ways if c.blocks]) for ways in found]
+    if not assemble(chosen):
+        return None
+    first = "empty" if tiled(program, chosen) else "zeros"
+    chosen = [replace(c, into=first) if n == 0 else c for n, c in enumerate(chosen)]
+    summed = [price(program, way, numeric) for _, way in lowered]
+    summed += [model.elementwise(model.elements(network.legs, numeric))] * (len(summed) - 1)
+    if model.time(model.total(price(program, c, numeric) for c in chosen)) > model.time(model.total(summed)):
+        return None
+    return [(term, way) for (term, _), way in zip(lowered, chosen)]
 
 
 def term_cost(program: Program, term: Term, legs: tuple[str, ...], strategies: tuple[str, ...] = STRATEGIES, size: Size | None = None) -> Cost:
@@ -235,9 +305,11 @@ def network_cost(program: Program, name: str, strategies: tuple[str, ...] = STRA
     """A defined tensor's terms, lowered and priced, plus the additions that sum them."""
     network = program.definitions[name]
     size = size or program.size
-    costs = [price(program, lowered, size) for _, lowered in lower_network(program, network, strategies) if lowered is not None]
+    lowerings = [lowered for _, lowered in lower_network(program, network, strategies) if lowered is not None]
+    costs = [price(program, lowered, size) for lowered in lowerings]
     out = model.elements(network.legs, size)
-    additions = [model.elementwise(out)] * max(len(costs) - 1, 0)
+    summed = [lowered for lowered in lowerings if lowered.into is None]  # assembled terms are not added
+    additions = [model.elementwise(out)] * max(len(summed) - 1, 0)
     return model.total(costs + additions + [application_cost(program, name, size)])
 
 
@@ -255,9 +327,17 @@ def describe(lowered: Lowered | None) -> str:
     if lowered.plan is not None:
         parts.append(f"path [{', '.join(str(p) for p in lowered.plan.path())}]")
     if lowered.broadcast:
-        parts.append(f"broadcast over {', '.join(lowered.broadcast)} (a view)")
+        how = "(a view)" if lowered.into is None else "(by the copy into its slice)"
+        parts.append(f"broadcast over {', '.join(lowered.broadcast)} {how}")
     if lowered.strategy == "scalar":
         parts.append("a scalar")
+    for block in lowered.blocks:
+        parts.append(
+            f"block ({' '.join(block.inner)}) copied into {block.leg}[{block.offset}:{block.offset + block.size}]"
+            " (a slice), not multiplied by its 0/1 embedding"
+        )
+    if lowered.into in ("empty", "zeros"):
+        parts.append(f"every term fills its own block of one result (torch.{lowered.into}, no additions)")
     if lowered.embeds:
         parts.append(f"the identities {', '.join(f'delta[{a}, {b}]' for a, b in lowered.embeds)} as a diagonal embedding")
     return "; ".join(parts)

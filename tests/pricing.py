@@ -37,7 +37,8 @@ def assert_prices_agree(text: str, report: str | None = None) -> None:
     source = to_torch_source(program, "case")
     numeric = numeric_size(program)
     priced = []
-    for name in [n for n in program.definitions if f"def _eval_{n}(" in source]:
+    emitted = sorted((n for n in program.definitions if f"def _eval_{n}(" in source), key=lambda n: source.index(f"def _eval_{n}("))
+    for name in emitted:  # in the order the module defines them
         network = program.definitions[name]
         for _, lowered in lower_network(program, network):
             if lowered is not None:  # None: a bias added by another term's kernel, priced there

@@ -9,7 +9,10 @@ by :func:`tnc.cost.model.time` of
    (:mod:`tnc.lowering.window`), then pairwise einsum steps;
 2. ``einsum``: pairwise einsum steps in the order opt_einsum plans (:mod:`tnc.lowering.plan`).
 
-Identities between two result legs are split off first and emitted as diagonal embeddings.
+Identities between two result legs are split off first and emitted as diagonal embeddings. A
+term embedded into blocks of concatenated axes is also tried without its 0/1 embeddings, on the
+blocks' legs, then copied into its slice (``block``, :mod:`tnc.lowering.blocks`); where every term
+of a network fills its own block and that is cheaper, the terms are copied into one result.
 """
 
 from __future__ import annotations

@@ -35,7 +35,19 @@ def _networks() -> dict[str, tnc.Network]:
         "GGN diagonal": load("ggn_diagonal"),
         "per-sample gradient norms": load("grad_norms"),
         "GGN Gram matrix": load("ggn_gram"),
+        "linear steps after the sum": tnc.parse(LINEAR_AFTER_SUM, "linear.tn"),
     }
+
+
+LINEAR_AFTER_SUM = """size N
+index n: N, d: 6, c: 5, e: 2
+input X[n, c]
+input V[n, d]
+input M[d, c, e]
+T[d, c] = (1/N) * X[n, c] * V[n, d]
+S[d, e] = T[d, c] * M[d, c, e]
+output y[e] = 2 * S[d, e] + S[d, e]
+"""
 
 
 CASES = {  # name: how the output meets the batch
@@ -45,6 +57,7 @@ CASES = {  # name: how the output meets the batch
     "GGN diagonal": "summed",
     "per-sample gradient norms": "open",
     "GGN Gram matrix": "gathered",
+    "linear steps after the sum": "summed",
 }
 
 
@@ -146,6 +159,22 @@ def test_sharded_module_forward(distributed_run):
     expected = getattr(network.to_module(), output)(**values)
     for result in results:
         torch.testing.assert_close(result["KFC module"], expected, **TOLERANCE)
+
+
+@pytest.mark.parametrize(
+    "text, reducing",
+    [
+        (LINEAR_AFTER_SUM, "_eval_y"),  # T (30 entries) and S (12) stay partial sums; y has 2
+        (LINEAR_AFTER_SUM.replace("e: 2", "e: 9").replace("y[e]", "y[d, e]"), "_eval_T"),  # S and y: 54 each
+        (LINEAR_AFTER_SUM + "output z[d, e] = S[d, e]\n", "_eval_S"),  # S is read twice
+        (LINEAR_AFTER_SUM.replace("output y[e] = 2 * S[d, e] + S[d, e]", "output y[e] = S[d, e] * S[d, e]"), "_eval_S"),
+    ],
+    ids=["smallest last", "first smallest", "two readers", "quadratic reader"],
+)
+def test_reduction_moves_to_the_smallest_linear_step(text, reducing):
+    source = tnc.parse(text, "linear.tn").to_torch_source(shard="N")
+    functions = {block.split("(")[0]: block for block in source.split("\ndef ")[1:]}
+    assert [name for name, body in functions.items() if name.startswith("_eval") and "_all_reduce(" in body] == [reducing]
 
 
 def test_single_process_sharded_code_is_plain():

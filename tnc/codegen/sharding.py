@@ -8,8 +8,10 @@ is then one of three kinds, decided per term from the legs of size ``N`` it carr
 - *sharded*: an ``N`` leg stays open (``Y[n, ...]``, per-sample gradients and norms); it is
   computed from the local slices and stays local, with no communication;
 - *reduced*: a term sums over an ``N`` leg (a gradient, the KFC and KFAC-reduce factors, a GGN
-  diagonal): each rank sums its slice and one ``all_reduce`` of the sum of those terms follows,
-  right where the sum is taken (terms without the leg, a damping term, are added after it);
+  diagonal): each rank sums its slice and one ``all_reduce`` of the sum of those terms follows
+  (terms without the leg, a damping term, are added after it). The reduction moves to the
+  smallest tensor of the linear steps that follow (:func:`_defer`): each rank runs them on its
+  partial sum, which is correct because a linear map of a sum is the sum of the maps;
 - *gathered*: a term carries two different ``N`` legs (``n`` against ``n'``, a GGN Gram matrix):
   the sharded operands are all-gathered first, so every rank computes the whole result.
 
@@ -22,9 +24,11 @@ from dataclasses import dataclass, field
 
 import sympy
 
+from tnc.cost import model
 from tnc.errors import UsageError
 from tnc.ir.network import Kind, Network
 from tnc.ir.program import Program
+from tnc.lowering.term import numeric_size
 
 
 class ShardError(UsageError):
@@ -64,7 +68,43 @@ def plan(program: Program, size: str) -> Sharding:
     batch = {leg for leg, s in program.index_sizes.items() if program.concrete(s) == symbol}
     for name in program.uses().defined_order_of(program.outputs):
         _classify(program, sharding, batch, name, program.definitions[name])
+    _defer(program, sharding, batch)
     return sharding
+
+
+def _linear_reader(program: Program, sharding: Sharding, batch: set[str], name: str) -> str | None:
+    """The one definition that reads ``name``, where it is linear in ``name`` and reads nothing
+    else that differs between ranks: every term reads ``name`` exactly once and carries no leg
+    of size ``N``; not an element-wise application, not itself communicating."""
+    readers = [r for r, network in program.definitions.items() if name in network.tensors()]
+    if len(readers) != 1 or name in program.outputs:
+        return None
+    reader = readers[0]
+    if program.tensors[reader].function is not None or reader in sharding.reduced or reader in sharding.gathered:
+        return None
+    for term in program.definitions[reader].terms:
+        if sum(f.tensor == name for f in term.product) != 1 or term.product.indices() & batch:
+            return None
+        if any(f.tensor in sharding.global_ for f in term.product):
+            return None
+    return reader
+
+
+def _defer(program: Program, sharding: Sharding, batch: set[str]) -> None:
+    """Move each all-reduce to the tensor with the fewest entries along the chain of linear
+    readers after it (:func:`_linear_reader`; the first of equals): the tensors before it stay
+    partial sums on each rank, the reader reduces all of its terms."""
+    size = numeric_size(program)  # the cost model's planning sizes
+    for start in list(sharding.reduced):
+        if len(sharding.reduced[start]) != len(program.definitions[start].terms):
+            continue  # terms added after the reduction (a damping) would be counted once per rank
+        chain = [start]
+        while (reader := _linear_reader(program, sharding, batch, chain[-1])) is not None:
+            chain.append(reader)
+        best = min(chain, key=lambda name: (model.elements(program.tensors[name].legs, size), chain.index(name)))
+        if best != start:
+            del sharding.reduced[start]
+            sharding.reduced[best] = list(range(len(program.definitions[best].terms)))
 
 
 def _classify(program: Program, sharding: Sharding, batch: set[str], name: str, network: Network) -> None:

@@ -108,7 +108,10 @@ class KFAC:
 
     def _average(self, running: dict, layer: nn.Module, new: torch.Tensor) -> None:
         old = running.get(layer)
-        running[layer] = new if old is None else self.decay * old + (1 - self.decay) * new
+        if old is None:
+            running[layer] = new
+        else:  # in place: a factor can be large
+            old.mul_(self.decay).add_(new, alpha=1 - self.decay)
 
     def _inverse(self, factor: torch.Tensor) -> torch.Tensor:
         """``(factor + λI)⁻¹`` through its Cholesky factor (the factor is symmetric, at least PSD)."""

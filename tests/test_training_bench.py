@@ -41,8 +41,7 @@ def test_resnet18_has_its_layers():
         assert renamed[layer.module] == (layer.c_in, layer.c_out, layer.kernel[0], layer.stride[0], layer.padding[0])
 
 
-@pytest.mark.parametrize("network", ["All-CNN-C", "ResNet18"])
-@pytest.mark.parametrize("kind", ["KFAC-reduce", "KFC"])
+@pytest.mark.parametrize("network, kind", [("All-CNN-C", "KFAC-reduce"), ("ResNet18", "KFC")])
 def test_tnc_and_unfold_optimizers_take_the_same_steps(network, kind):
     args = argparse.Namespace(width=0.125, batch=3, inverse_every=2)
     results = []

@@ -12,7 +12,6 @@ import torch
 import torch.nn.functional as F
 
 import tnc
-
 from benchmarks.templates import BINDINGS, TEMPLATES
 from tnc.api import parse
 from tnc.cli.main import main

@@ -73,6 +73,9 @@ def _grouped(axes: Axes) -> bool:
 
 def einsum_outputs(program: Program) -> list[EinsumOutput]:
     """Every output, preceded by the defined tensors it needs, as einsum terms."""
+    for name, samples in program.samples.items():
+        message = f"'{name}' samples '{samples[0].leg}' (tensor dropout), drawn when the code runs: compile it with --target torch"
+        raise TncError(program.source, [Diagnostic(samples[0].span or Span(1, 1), message)])
     result = []
     for name in program.uses().defined_order_of(program.outputs):
         network = program.definitions[name]

@@ -87,4 +87,8 @@ def to_tn(program: Program, header: str | None = None) -> str:
             continue
         keyword = "output " if name in program.outputs else ""
         lines.append(f"{keyword}{name}[{axes_text(network.axes)}] = {network_text(network)}")
+    for name, samples in program.samples.items():
+        for sample in samples:
+            by = f", by={sample.by}" if sample.by else ""
+            lines.append(f"sample {sample.leg} in {name} with keep={sample.keep!r}{by}")
     return "\n".join(lines).rstrip() + "\n"

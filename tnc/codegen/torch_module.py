@@ -15,6 +15,7 @@ from math import prod
 
 import sympy
 
+from tnc.codegen.dropout import SAMPLING, drawn_in, sampling_lines
 from tnc.codegen.names import Namer, TooManyIndices, literal_text
 from tnc.codegen.pyexpr import pyexpr
 from tnc.codegen.sharding import Sharding, plan
@@ -29,10 +30,12 @@ from tnc.lowering.blocks import opened, slice_text
 from tnc.lowering.elementwise import application_cost
 from tnc.lowering.term import STRATEGIES, describe, lower_network, price
 from tnc.lowering.views import operand_view
+from tnc.passes.sampling import with_samples_drawn
 
 SHARD_HEADER = """Data parallel: every leg of size {size} is split across the ranks of a torch.distributed process
 group (each rank passes its own slice); sums over it are all-reduced, {size} in coefficients is the
 whole batch, and a result with a leg of size {size} stays the local slice."""
+SEED_DOC = "seed: an integer draws the sampled legs' kept slices reproducibly; None draws from torch's generator."
 SHARD_DOC = "group: the process group (default: the whole world once torch.distributed is initialised, else none)."
 
 DISTRIBUTED = '''
@@ -139,6 +142,8 @@ def class_name(stem: str) -> str:
 
 class TorchGenerator:
     def __init__(self, program: Program, stem: str = "network", strategies: tuple[str, ...] = STRATEGIES, shard: str | None = None) -> None:
+        self.written = program  # as the file says it, for the docstrings
+        program = with_samples_drawn(program)
         self.program = program
         self.sharding: Sharding | None = plan(program, shard) if shard else None
         self.stem = stem
@@ -462,23 +467,26 @@ class TorchGenerator:
         patterns = [a for a in args if self.program.tensors[a].kind is Kind.PATTERN and a in read]
         inputs = self.uses.interface(name)
         out = self.lines.append
+        kept = drawn_in(self.program, self.uses.defined_order(name))
         needed = self.symbols_in(args + inputs + self.uses.defined_order(name))  # _expect checks every input
-        needed |= self.needed_sizes(self.uses.defined_order(name))
-        reads, missing = self.resolve_sizes(inputs, needed - self.whole_batch())
+        needed |= self.needed_sizes(self.uses.defined_order(name)) | self.symbols_in(self.sampled_sources(kept))
+        reads, missing = self.resolve_sizes(inputs, needed - self.whole_batch() - {k.size for k in kept})
         signature = ", ".join(f"{self.py(a)}: torch.Tensor" for a in inputs)
-        keywords = self.keyword_sizes(missing) + (", group=None" if self.sharding else "")
+        keywords = self.keyword_sizes(missing) + (", group=None" if self.sharding else "") + (", seed=None" if kept else "")
         if keywords:
             signature += (", *" if inputs else "*") + keywords
         out("")
         out("")
         out(f"def {self.py(name)}({signature}) -> torch.Tensor:")
-        out(f'    """{equation_text(self.program, name)}')
+        out(f'    """{self.written_text(name)}')
         out("")
         out(f"    Returns a tensor of shape [{axes_text(self.program.definitions[name].axes)}]; grouped legs are flattened.")
         if missing:
             out(f"    No argument's shape tells the size{'s' if len(missing) > 1 else ''} {', '.join(map(str, missing))}: pass {'them' if len(missing) > 1 else 'it'} by keyword.")
         if self.sharding:
             out(f"    {SHARD_DOC.format(size=self.sharding.size)}")
+        if kept:
+            out(f"    {SEED_DOC}")
         out('    """')
         for line in reads + self.distributed_lines(needed):
             out(f"    {line}")
@@ -487,8 +495,34 @@ class TorchGenerator:
         device, dtype = (f"{self.py(inputs[0])}.device", f"{self.py(inputs[0])}.dtype") if inputs else ("None", "torch.get_default_dtype()")
         for p in patterns:
             out(f"    {self.py(p)} = {self.pattern_call(self.program.tensors[p], device, dtype)}")
+        if kept:
+            value = self.source_value({self.py(p) for p in patterns}, {}, device, dtype)
+            for line in sampling_lines(self.program, kept, value, self.size_name, self.py, self.expr, device, dtype):
+                out(f"    {line}")
         self.emit_calls(self.uses.defined_order(name), [name], indent="    ", anchor=self.py(inputs[0]) if inputs else None)
         out(f"    return {self.py(name)}")
+
+    def written_text(self, name: str) -> str:
+        """The equation of ``name`` as the file writes it, then the legs it samples."""
+        samples = [f"sample {s.leg} with keep={s.keep!r}" + (f", by={s.by}" if s.by else "") for s in self.written.samples.get(name, ())]
+        return equation_text(self.written, name) + "".join(f"; {s}" for s in samples)
+
+    def sampled_sources(self, kept: list) -> list[str]:
+        """The tensors whose kept slices the draws of ``kept`` take (:mod:`tnc.codegen.dropout`)."""
+        indices = {k.index for k in kept}
+        return [s.source for s in self.program.selections.values() if any(k.index in indices for _, k in s.legs)]
+
+    def source_value(self, built: set[str], prefix: dict[str, str], device: str, dtype: str):
+        """How the sampling lines spell a tensor they slice: a pattern built already, or built
+        there; a param as the function or module holds it; an input by name."""
+
+        def value(name: str) -> str:
+            tensor = self.program.tensors[name]
+            if tensor.kind is Kind.PATTERN and self.py(name) not in built and name not in prefix:
+                return self.pattern_call(tensor, device, dtype)
+            return prefix.get(name, self.py(name))
+
+        return value
 
     def is_constant(self, name: str) -> bool:
         """A defined tensor of patterns alone, with known sizes: computed once, then cached."""
@@ -657,13 +691,15 @@ class TorchGenerator:
             fan_in = prod((self.program.axis_size(a) for a in p.axes[1:]), start=sympy.Integer(1))
             out(f"        torch.nn.init.normal_(self.{self.attr(p.name)}, std={self.expr_atom(fan_in)} ** -0.5)")
         out("")
-        needed = self.needed_sizes(order)
+        kept = drawn_in(program, order)
+        needed = self.needed_sizes(order) | self.symbols_in(self.sampled_sources(kept))
         needed |= self.symbols_in([p.name for p in patterns if not self.is_concrete_pattern(p)])
         needed |= self.symbols_in([t.name for t in inputs])  # forward checks every input, as the functions do
         prefix = {p.name: f"self.{self.attr(p.name)}" for p in params}
-        reads, missing = self.resolve_sizes([t.name for t in inputs] + [p.name for p in params], needed - self.whole_batch(), prefix)
+        resolved = needed - self.whole_batch() - {k.size for k in kept}
+        reads, missing = self.resolve_sizes([t.name for t in inputs] + [p.name for p in params], resolved, prefix)
         signature = "".join(f", {self.py(t.name)}: torch.Tensor" for t in inputs)
-        keywords = self.keyword_sizes(missing) + (", group=None" if self.sharding else "")
+        keywords = self.keyword_sizes(missing) + (", group=None" if self.sharding else "") + (", seed=None" if kept else "")
         out(f"    def forward(self{signature}{', *' + keywords if keywords else ''}):")
         for line in reads + self.distributed_lines(needed):
             out(f"        {line}")
@@ -678,6 +714,11 @@ class TorchGenerator:
                 prefix[p.name] = f"self.{self.attr(p.name)}"
             elif p.name in read:
                 out(f"        {self.py(p.name)} = {self.pattern_call(p, device, dtype)}")
+        if kept:
+            built = {self.py(p.name) for p in patterns if p.name in read and not self.is_concrete_pattern(p)}
+            value = self.source_value(built, prefix, device, dtype)
+            for line in sampling_lines(program, kept, value, self.size_name, self.py, self.expr, device, dtype):
+                out(f"        {line}")
         self.emit_calls(order, program.outputs, indent="        ", prefix=prefix, anchor=prefix.get(anchor, self.py(anchor)) if anchor else None)
         out(f"        return {', '.join(self.py(o) for o in program.outputs)}")
 
@@ -690,7 +731,7 @@ class TorchGenerator:
             f'"""Generated by tnc from {literal_text(self.stem)}.tn; regenerate it rather than editing it.',
             "",
             "Outputs:",
-            *(f"    {equation_text(program, o)}" for o in program.outputs),
+            *(f"    {self.written_text(o)}" for o in program.outputs),
         ]
         free = [str(s) for s in self.free]
         if free:
@@ -701,6 +742,8 @@ class TorchGenerator:
         self.lines = header + PRELUDE.strip("\n").splitlines()
         if self.sharding:
             self.lines += DISTRIBUTED.rstrip("\n").splitlines()
+        if program.kept:
+            self.lines += SAMPLING.rstrip("\n").splitlines()
         for name in order:
             self.emit_eval(name)
             if self.is_constant(name):

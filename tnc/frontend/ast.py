@@ -143,7 +143,17 @@ class Equation:
     span: Span
 
 
-Statement = Union[SizeDecl, IndexDecl, TensorDecl, PatternDecl, Equation]
+@dataclass(frozen=True)
+class SampleDecl:
+    """``sample LEG in TENSOR with keep=P[, by=OPERAND]``."""
+
+    leg: Name
+    tensor: Name
+    args: tuple[PatternArg, ...]
+    span: Span
+
+
+Statement = Union[SizeDecl, IndexDecl, TensorDecl, PatternDecl, SampleDecl, Equation]
 
 
 @dataclass(frozen=True)

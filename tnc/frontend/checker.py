@@ -15,6 +15,7 @@ import sympy
 from tnc.errors import Diagnostic, Note, Source, Span, TncError, UsageError
 from tnc.frontend import ast
 from tnc.frontend.concat import Concatenation
+from tnc.frontend.sampling import check_sample, sample_options
 from tnc.ir import functions
 from tnc.ir.network import Factor, Kind, Network, Product, Term, Window, axes_text
 from tnc.ir.pattern import ConvPattern
@@ -156,6 +157,7 @@ class Checker:
         self.chained_forms: list[tuple[str, str, str, str | None]] = []  # G = grad(L, W): for reverse mode
         self.placeholders: dict[sympy.Symbol, ast.IndexSize] = {}  # |i| -> where it was first written
         self.concatenation = Concatenation(self)
+        self.samples: list[tuple[ast.SampleDecl, float, str | None]] = []
 
     def error(self, span: Span, message: str, *notes: Note) -> None:
         self.errors.append(Diagnostic(span, message, tuple(notes)))
@@ -274,6 +276,7 @@ class Checker:
                 ast.IndexDecl: self.index_decl,
                 ast.TensorDecl: self.tensor_decl,
                 ast.PatternDecl: self.pattern_decl,
+                ast.SampleDecl: self.sample_decl,
                 ast.Equation: self.equation,
             }[type(statement)]
             handler(statement)
@@ -286,7 +289,18 @@ class Checker:
             self.errors.sort(key=lambda d: (d.span.line, d.span.column))
             raise TncError(self.source, self.errors)
         chain_in_file(self.program, self.chained_forms)
+        for decl, keep, by in self.samples:  # once the file's derivatives are defined
+            sample = check_sample(self, decl, keep, by)
+            if sample is not None:
+                self.program.samples[decl.tensor.text] = self.program.samples.get(decl.tensor.text, ()) + (sample,)
+        if self.errors:
+            raise TncError(self.source, self.errors)
         return self.program
+
+    def sample_decl(self, decl: ast.SampleDecl) -> None:
+        options = sample_options(self, decl)
+        if options is not None:
+            self.samples.append((decl, *options))
 
     def check_chains(self) -> None:
         """Refuse a definition that depends on more than :data:`MAX_CHAIN` chained definitions."""

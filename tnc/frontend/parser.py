@@ -18,7 +18,7 @@ from tnc.frontend.grammar import lark_parser
 from tnc.frontend.slips import hint
 from tnc.limits import MAX_DIGITS, MAX_NESTING
 
-KEYWORDS = frozenset({"size", "index", "input", "param", "pattern", "output"})
+KEYWORDS = frozenset({"size", "index", "input", "param", "pattern", "output", "sample", "in", "with"})
 
 _TERMINAL_NAMES = {"$END": "end of input", "NAME": "a name", "NUMBER": "a number", "SIGN": "'+' or '-'", "MULOP": "'*' or '/'"}
 
@@ -182,6 +182,10 @@ class _ToAst(Transformer):
         name, axes, function, *args = tree.children
         return ast.PatternDecl(_name(name), axes, _name(function), tuple(a for a in args if a is not None), _span(tree))
 
+    def sample_stmt(self, tree: Tree) -> ast.SampleDecl:
+        leg, tensor, *args = tree.children
+        return ast.SampleDecl(_name(leg), _name(tensor), tuple(args), _span(tree))
+
     def equation(self, tree: Tree) -> ast.Equation:
         # ``OUTPUT?`` leaves no placeholder when the keyword is absent: 3 or 4 children.
         *output, name, axes, rhs = tree.children
@@ -247,7 +251,7 @@ def _describe(terminal: str) -> str:
     return terminal.lower()
 
 
-_STATEMENT_STARTS = frozenset({"'size'", "'index'", "'input'", "'param'", "'pattern'", "'output'", "a name"})
+_STATEMENT_STARTS = frozenset({"'size'", "'index'", "'input'", "'param'", "'pattern'", "'output'", "'sample'", "a name"})
 
 
 def _expected(terminals: set[str]) -> list[str]:

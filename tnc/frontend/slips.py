@@ -13,7 +13,7 @@ from tnc.errors import Span
 from tnc.frontend.grammar import lark_parser
 
 _ITEM_ENDS = frozenset({"RSQB", "RPAR", "NUMBER", "NAME"})
-_STATEMENT_KEYWORDS = frozenset({"SIZE", "INDEX", "INPUT", "PARAM", "PATTERN", "OUTPUT"})
+_STATEMENT_KEYWORDS = frozenset({"SIZE", "INDEX", "INPUT", "PARAM", "PATTERN", "SAMPLE", "OUTPUT"})
 Hint = tuple[Span, str]
 
 

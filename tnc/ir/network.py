@@ -23,6 +23,7 @@ class Kind(str, Enum):
     PATTERN = "pattern"
     DEFINED = "defined"
     DELTA = "delta"  # identity / copy tensor: 1 where all its legs agree
+    SAMPLED = "sampled"  # the kept slices of a tensor (tensor dropout), drawn by the generated code
 
 
 class Window(tuple):

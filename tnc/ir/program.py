@@ -27,6 +27,38 @@ class Tensor:
         return flatten(self.axes)
 
 
+@dataclass(frozen=True)
+class Sample:
+    """Tensor dropout on a summed leg of a definition (``sample LEG in T with keep=P, by=A``):
+    each slice kept with probability ``keep`` (by ``A``'s slice norms, when given), rescaled."""
+
+    leg: str
+    keep: float
+    by: str | None = None
+    span: Span | None = None
+
+
+@dataclass(frozen=True)
+class Kept:
+    """A sampled leg once drawn (:mod:`tnc.passes.sampling`): ``index`` runs over the kept slices
+    of ``sample.leg``, ``size`` many; ``weights`` is the tensor of their 1/p."""
+
+    sample: Sample
+    index: str
+    size: sympy.Symbol
+    weights: str
+
+
+@dataclass(frozen=True)
+class Selection:
+    """A SAMPLED tensor: the slices of ``source`` kept along each ``(storage axis, Kept)`` of its
+    view with the grouped axes that hold a sampled leg split (``unflatten``: position, legs)."""
+
+    source: str
+    legs: tuple[tuple[int, Kept], ...]
+    unflatten: tuple[tuple[int, tuple[str, ...]], ...] = ()
+
+
 @dataclass
 class Program:
     """Everything a ``.tn`` file says, checked; sizes are sympy expressions in the size symbols.
@@ -49,6 +81,9 @@ class Program:
     # Sizes of the indices declared with 'index', known before inference finishes: the passes
     # that run while a file is checked (derivatives) read them to tell regroupings apart.
     declared_sizes: dict[str, sympy.Expr] = field(default_factory=dict)
+    samples: dict[str, tuple[Sample, ...]] = field(default_factory=dict)  # tensor dropout, by definition
+    kept: dict[str, tuple[Kept, ...]] = field(default_factory=dict)  # the samples, once drawn
+    selections: dict[str, Selection] = field(default_factory=dict)  # the SAMPLED tensors
 
     def concrete(self, expr: sympy.Expr) -> sympy.Expr:
         """Substitute bound sizes until only free symbols remain (memoised, see ``tnc.ir.sizes``)."""

@@ -49,7 +49,8 @@ def simplify(program: Program, rules: tuple[Rule, ...] = RULES, limit: int = 10_
         program.interfaces.setdefault(output, uses.interface(output))
     known = set(program.tensors)
     numeric = numeric_size(program)
-    for name in [n for n in program.definitions if not program.tensors[n].function]:  # f(A) stays f(A)
+    # f(A) stays f(A); a sampled definition keeps its sampled legs (a rule could remove one)
+    for name in [n for n in program.definitions if not program.tensors[n].function and n not in program.samples]:
         before = network_cost(program, name, size=numeric)
         while len(log) < limit:
             for rule in rules:

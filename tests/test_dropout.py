@@ -1,0 +1,162 @@
+"""Tensor dropout (``sample LEG in T with keep=P``, issue #12): with keep=1 the sampled network is
+the exact one; the mean over seeded draws converges to the exact result (tolerance 5 standard
+errors of the mean, seeds 0..DRAWS-1) for spatial, batch and channel legs on 1d-3d convolutions
+with groups, stride, padding and dilation; the kept tensors are smaller; bad requests get errors."""
+
+from __future__ import annotations
+
+import random
+import re
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import tnc
+from tnc.errors import TncError
+
+DRAWS = 300
+CONV = (F.conv1d, F.conv2d, F.conv3d)
+
+
+def _layer(seed: int) -> dict:
+    """Random hyperparameters of a grouped convolution (1d-3d)."""
+    rng = random.Random(seed)
+    dim = rng.choice([1, 2, 3])
+    kernel = [rng.choice([1, 2, 3]) for _ in range(dim)]
+    stride = [rng.choice([1, 2]) for _ in range(dim)]
+    padding = [rng.choice([0, 1]) for _ in range(dim)]
+    dilation = [rng.choice([1, 2]) for _ in range(dim)]
+    size = [rng.randint(5, 7) for _ in range(dim)]
+    return dict(dim=dim, K=kernel, S=stride, P=padding, L=dilation, I=size, G=rng.choice([1, 2]), C=2, D=2, N=3)
+
+
+def _text(layer: dict, samples: list[str]) -> str:
+    axes = range(1, layer["dim"] + 1)
+    i, o, k = (", ".join(f"{x}{a}" for a in axes) for x in "iok")
+    lines = [
+        "size N",
+        f"index n: N, g: {layer['G']}, c: {layer['C']}, d: {layer['D']}, "
+        + ", ".join(f"i{a}: {layer['I'][a - 1]}, k{a}: {layer['K'][a - 1]}" for a in axes),
+        *(f"pattern P{a}[i{a}, o{a}, k{a}] = conv(stride={layer['S'][a - 1]}, padding={layer['P'][a - 1]}, dilation={layer['L'][a - 1]})" for a in axes),
+        f"input X[n, (g c), {i}]",
+        f"param W[(g d), c, {k}]",
+        f"input V[n, (g d), {o}]",
+        f"Y[n, (g d), {o}] = X[n, (g c), {i}] * " + " * ".join(f"P{a}[i{a}, o{a}, k{a}]" for a in axes) + f" * W[(g d), c, {k}]",
+        "output GW[(g d), c, " + k + "] = vjp(Y, W, V)",
+        "output GX[n, (g c), " + i + "] = vjp(Y, X, V)",
+        f"output Z[n, (g d), {o}] = X[n, (g c), {i}] * " + " * ".join(f"P{a}[i{a}, o{a}, k{a}]" for a in axes) + f" * W[(g d), c, {k}]",
+        *samples,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _tensors(layer: dict) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    G, C, D, N = layer["G"], layer["C"], layer["D"], layer["N"]
+    X = torch.randn(N, G * C, *layer["I"], generator=g, dtype=torch.float64)
+    W = torch.randn(G * D, C, *layer["K"], generator=g, dtype=torch.float64)
+    Y = CONV[layer["dim"] - 1](X, W, stride=layer["S"], padding=layer["P"], dilation=layer["L"], groups=G)
+    return dict(X=X, W=W, V=torch.randn(Y.shape, generator=g, dtype=torch.float64), Y=Y)
+
+
+def _exact(layer: dict, values: dict) -> dict[str, torch.Tensor]:
+    X, W = values["X"].clone().requires_grad_(), values["W"].clone().requires_grad_()
+    Y = CONV[layer["dim"] - 1](X, W, stride=layer["S"], padding=layer["P"], dilation=layer["L"], groups=layer["G"])
+    gX, gW = torch.autograd.grad(Y, (X, W), values["V"])
+    return dict(GW=gW, GX=gX, Z=Y.detach())
+
+
+def _call(module, output: str, values: dict, seed: int | None) -> torch.Tensor:
+    arguments = {"GW": ("X", "V"), "GX": ("W", "V"), "Z": ("X", "W")}[output]
+    return getattr(module, output)(**{a: values[a] for a in arguments}, seed=seed)
+
+
+CASES = [  # (the statement, the output it estimates)
+    ("sample i1 in GW with keep=0.5", "GW"),
+    ("sample n in GW with keep=0.4", "GW"),
+    ("sample n in GW with keep=0.5, by=X", "GW"),
+    ("sample c in Z with keep=0.5", "Z"),
+    ("sample k1 in Z with keep=0.6", "Z"),
+    ("sample d in GX with keep=0.5", "GX"),  # inside the grouped axes (g d) of W and V
+]
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("statement, output", CASES)
+def test_keep_one_is_exact(statement, output, seed):
+    layer = _layer(seed)
+    module = tnc.parse(_text(layer, [re.sub(r"keep=[0-9.]+", "keep=1", statement)])).to_module()
+    values = _tensors(layer)
+    torch.testing.assert_close(_call(module, output, values, seed), _exact(layer, values)[output], rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("statement, output", CASES)
+def test_mean_over_draws_is_the_exact_result(statement, output, seed):
+    layer = _layer(10 + seed)
+    module = tnc.parse(_text(layer, [statement])).to_module()
+    values = _tensors(layer)
+    draws = torch.stack([_call(module, output, values, s) for s in range(DRAWS)])
+    exact = _exact(layer, values)[output]
+    error = (draws.mean(0) - exact).abs()
+    standard_error = draws.std(0) / DRAWS**0.5
+    assert (error <= 5 * standard_error + 1e-9).all(), f"largest error {float((error - 5 * standard_error).max()):.3g}"
+    assert draws.std(0).max() > 0  # it did sample
+
+
+def test_sampling_the_weight_gradient_leaves_the_others_exact():
+    layer = _layer(3)
+    module = tnc.parse(_text(layer, ["sample i1 in GW with keep=0.3"])).to_module()
+    values = _tensors(layer)
+    exact = _exact(layer, values)
+    torch.testing.assert_close(module.GX(W=values["W"], V=values["V"]), exact["GX"], rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(module.Z(X=values["X"], W=values["W"]), exact["Z"], rtol=1e-10, atol=1e-10)
+
+
+def test_a_seed_repeats_the_draw_and_the_kept_slices_are_fewer(monkeypatch):
+    layer = dict(_layer(0), I=[40] * _layer(0)["dim"])
+    text = _text(layer, ["sample i1 in GW with keep=0.25"])
+    assert "index_select(2, _kept_i1)" in tnc.parse(text).to_torch_source()
+    module = tnc.parse(text).to_module()
+    values = _tensors(layer)
+    first, again, other = (_call(module, "GW", values, s) for s in (7, 7, 8))
+    assert torch.equal(first, again) and not torch.equal(first, other)
+    counts, keep = [], module._keep
+
+    def counting(*args):
+        kept, weights = keep(*args)
+        counts.append(len(kept))
+        return kept, weights
+
+    monkeypatch.setattr(module, "_keep", counting)
+    for s in range(50):
+        _call(module, "GW", values, s)
+    assert abs(sum(counts) / len(counts) / 40 - 0.25) < 0.05  # 50 draws of 40 slices: sd of the mean 0.01
+
+
+@pytest.mark.parametrize(
+    "statement, message",
+    [
+        ("sample o1 in Z with keep=0.5", "'o1' is an open leg of 'Z': sampling it would drop entries of the result"),
+        ("sample q in GW with keep=0.5", "'GW' does not sum over 'q'"),
+        ("sample i1 in X with keep=0.5", "'X' is not defined by an equation"),
+        ("sample i1 in GW with keep=1.5", "keep must be a number in (0, 1], not 3/2"),
+        ("sample i1 in GW with keep=0.5, by=W", "by=W: 'W' carries no leg 'i1' in the definition of 'GW'"),
+        ("sample i1 in GW with p=0.5", "unknown argument 'p' of sample; it takes keep, by"),
+    ],
+)
+def test_bad_samples(statement, message):
+    with pytest.raises(TncError, match="error: " + message.replace("(", r"\(").replace(")", r"\)")):
+        tnc.parse(_text(_layer(1), [statement]), "t.tn")
+
+
+def test_einsum_target_refuses_sampled_legs():
+    with pytest.raises(TncError, match="drawn when the code runs: compile it with --target torch"):
+        tnc.parse(_text(_layer(1), ["sample i1 in GW with keep=0.5"])).to_einsum()
+
+
+def test_the_file_keeps_its_samples():
+    net = tnc.parse(_text(_layer(1), ["sample n in GW with keep=0.5, by=X"]))
+    assert net.to_tn().endswith("sample n in GW with keep=0.5, by=X\n")
+    assert net.simplify().to_tn().endswith("sample n in GW with keep=0.5, by=X\n")

@@ -1,0 +1,90 @@
+"""Generated code for tensor dropout (:mod:`tnc.passes.sampling`): draw the kept slices of each
+sampled leg, then take them from every tensor that carries the leg.
+
+The functions (and ``forward``) of a program with sampled legs take ``seed=None``: an integer
+makes the draw reproducible (a ``torch.Generator`` seeded with it, on the inputs' device),
+``None`` draws from torch's global generator. Under ``torch.distributed`` every rank draws from
+its own generator, so with a seed pass a different one per rank to draw independently.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from tnc.ir.program import Kept, Program, Selection
+
+SAMPLING = '''
+
+def _generator(seed, device):
+    """A generator seeded with ``seed`` on ``device``; None (torch's global one) without a seed."""
+    if seed is None:
+        return None
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+def _norms(tensor: torch.Tensor, axis: int) -> torch.Tensor:
+    """The norm of each slice of ``tensor`` along ``axis``."""
+    return torch.linalg.vector_norm(tensor.movedim(axis, 0).reshape(tensor.shape[axis], -1), dim=1)
+
+
+def _probabilities(norms: torch.Tensor, expected: float) -> torch.Tensor:
+    """Keep probabilities proportional to ``norms``, at most 1, summing to ``expected`` (slices
+    whose share would pass 1 are kept surely, the rest shared again, until none passes)."""
+    p = torch.zeros_like(norms)
+    sure = torch.zeros_like(norms, dtype=torch.bool)
+    for _ in range(len(norms)):
+        rest = norms.masked_fill(sure, 0)
+        if float(rest.sum()) <= 0:
+            break
+        p = torch.where(sure, torch.ones_like(p), rest * (expected - int(sure.sum())) / rest.sum())
+        if not bool((p > 1).any()):
+            break
+        sure |= p >= 1
+    return p.clamp(max=1)
+
+
+def _keep(size: int, keep: float, norms, generator, device, dtype):
+    """The indices of the kept slices of a leg of ``size`` (each kept independently with
+    probability p: ``keep``, or proportional to ``norms`` with ``keep * size`` expected) and their
+    weights 1/p."""
+    p = torch.full((size,), keep, device=device, dtype=dtype)
+    if norms is not None and float(norms.sum()) > 0:
+        p = _probabilities(norms.to(dtype), keep * size)
+    draw = torch.rand(size, generator=generator, device=device, dtype=dtype)
+    kept = torch.nonzero(draw < p).flatten()
+    return kept, 1 / p[kept]
+'''
+
+
+def drawn_in(program: Program, order: list[str]) -> list[Kept]:
+    """The sampled legs that the definitions of ``order`` draw, in order."""
+    return [k for name in order for k in program.kept.get(name, ())]
+
+
+def sampling_lines(program: Program, kept: list[Kept], value: Callable[[str], str], size_name, py, expr, device: str, dtype: str) -> list[str]:
+    """Statements that draw ``kept`` and make the SAMPLED tensors that read them; ``value(name)``
+    spells an input, param or pattern of the program where the function holds it."""
+    lines = [f"_rng = _generator(seed, {device})"]
+    drawn = {k.index for k in kept}
+
+    def view(selection: Selection) -> str:
+        text = value(selection.source)
+        for position, legs in selection.unflatten:
+            text += f".unflatten({position}, ({', '.join(expr(program.size(leg)) for leg in legs)}))"
+        return text
+
+    for k in kept:
+        norms = "None"
+        if k.sample.by is not None:
+            selection, position = next((s, p) for s in program.selections.values() if s.source == k.sample.by for p, j in s.legs if j == k)
+            norms = f"_norms({view(selection)}, {position})"
+        size = expr(program.size(k.sample.leg))
+        lines.append(f"_{k.index}, {py(k.weights)} = _keep({size}, {k.sample.keep!r}, {norms}, _rng, {device}, {dtype})")
+        lines.append(f"{size_name(k.size)} = _{k.index}.numel()")
+    for name, selection in program.selections.items():
+        if all(k.index in drawn for _, k in selection.legs):
+            text = view(selection)
+            for position, k in selection.legs:
+                text += f".index_select({position}, _{k.index})"
+            lines.append(f"{py(name)} = {text}")
+    return lines

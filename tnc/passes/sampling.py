@@ -1,0 +1,100 @@
+"""Tensor dropout as a program: the sampled legs' kept slices become tensors of their own.
+
+For each ``sample LEG in T with keep=P`` (:class:`tnc.ir.program.Sample`) the leg is renamed, in
+``T``'s definition only, to a fresh index over the kept slices, whose number is a size the
+generated code knows once it has drawn them. Every factor that carries the leg becomes a SAMPLED
+tensor, its slices along the leg's axis that were kept (for a pattern its kept rows, from the
+indices: never a dense mask), and every term is multiplied by ``w[kept] = 1 / p`` of the kept
+slices. It is correct in expectation: slice ``j`` is kept with probability ``p_j``, so
+``E[1{j kept} / p_j] = 1`` and the sum over the kept slices of ``w_j * term_j`` is an unbiased
+estimate of the sum over all of them (with ``p_j = 1`` it is the sum). Its variance is
+``sum_j (1/p_j - 1) * term_j**2`` per entry of the result (slices drawn independently), least
+for a given expected number kept when ``p_j`` follows the size of ``term_j`` (``by=``).
+
+Rewrites never touch a sampled definition (:func:`tnc.passes.simplify.simplify`), so the leg is
+still there when code is generated; this pass runs first in the PyTorch code generator.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+
+import sympy
+
+from tnc.ir.network import Factor, Kind, Network, Product, Term
+from tnc.ir.program import Kept, Program, Selection, Tensor
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"'", "_prime", name)
+
+
+def _fresh(taken, base: str) -> str:
+    name, number = base, 1
+    while name in taken:
+        number += 1
+        name = f"{base}{number}"
+    return name
+
+
+def with_samples_drawn(program: Program) -> Program:
+    """A copy of ``program`` whose sampled definitions read kept slices (the program itself when
+    nothing is sampled)."""
+    if not program.samples:
+        return program
+    program = copy.deepcopy(program)
+    uses = program.uses()
+    for output in program.outputs:  # the functions keep the arguments they took as written
+        program.interfaces.setdefault(output, uses.interface(output))
+    for name, samples in program.samples.items():
+        kept = []
+        for sample in samples:
+            index = _fresh(program.index_sizes, f"kept_{_safe(sample.leg)}")
+            size = sympy.Symbol(index, positive=True, integer=True)
+            program.index_sizes[index] = size
+            weights = _fresh(program.tensors, f"w_{index}")
+            program.tensors[weights] = Tensor(weights, Kind.SAMPLED, ((index,),))
+            kept.append(Kept(sample, index, size, weights))
+        program.kept[name] = tuple(kept)
+        program.definitions[name] = _drawn(program, program.definitions[name], kept)
+    return program
+
+
+def _drawn(program: Program, network: Network, kept: list[Kept]) -> Network:
+    """``network`` over the kept slices: carriers replaced by SAMPLED tensors, terms weighted."""
+    by_leg = {k.sample.leg: k for k in kept}
+    terms = []
+    for term in network.terms:
+        factors = [_selected(program, f, by_leg) for f in term.product]
+        factors += [Factor(k.weights, Kind.SAMPLED, ((k.index,),)) for k in kept]
+        terms.append(Term(term.coefficient, Product(factors)))
+    return Network(network.axes, terms, network.cut)
+
+
+def _selected(program: Program, factor: Factor, by_leg: dict[str, Kept]) -> Factor:
+    """``factor`` itself, or the SAMPLED tensor of its kept slices where it carries sampled legs
+    (a grouped axis that holds one is split into its legs first, a view)."""
+    if not any(leg in by_leg for leg in factor.legs):
+        return factor
+    axes, stored, legs, unflatten = [], [], [], []
+    for axis, declared in zip(factor.axes, program.tensors[factor.tensor].axes):
+        if not any(leg in by_leg for leg in axis):
+            axes.append(axis)
+            stored.append(declared)
+            continue
+        if len(axis) > 1:
+            unflatten.append((len(axes), tuple(declared)))
+        for leg, own in zip(axis, declared):
+            if leg in by_leg:
+                legs.append((len(axes), by_leg[leg]))
+            kept = by_leg[leg].index if leg in by_leg else None
+            axes.append((kept or leg,))
+            stored.append((kept or own,))
+    selection = Selection(factor.tensor, tuple(legs), tuple(unflatten))
+    name = next((n for n, s in program.selections.items() if s == selection), None)
+    if name is None:
+        name = _fresh(program.tensors, f"{factor.tensor}_{'_'.join(k.index for _, k in legs)}")
+        program.tensors[name] = Tensor(name, Kind.SAMPLED, tuple(stored))
+        program.selections[name] = selection
+    return Factor(name, Kind.SAMPLED, tuple(axes))

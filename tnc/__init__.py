@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from tnc.api import Network, load, parse
-    from tnc.errors import TncError
+    from tnc.errors import TncError, TncWarning
     from tnc.templates import Template
 
-__all__ = ["Network", "Template", "TncError", "load", "parse"]
+__all__ = ["Network", "Template", "TncError", "TncWarning", "load", "parse"]
 
 
 def __getattr__(name: str) -> Any:
@@ -23,10 +23,10 @@ def __getattr__(name: str) -> Any:
         from tnc import api
 
         return getattr(api, name)
-    if name == "TncError":
-        from tnc.errors import TncError
+    if name in ("TncError", "TncWarning"):
+        from tnc import errors
 
-        return TncError
+        return getattr(errors, name)
     if name == "Template":
         from tnc.templates import Template
 

@@ -9,6 +9,11 @@
 Every method returns a new :class:`Network`; the one it was called on is left unchanged. The code
 generators run the same pipeline as ``tnc compile``: the rewrite passes first, unless the network
 was already simplified or ``simplify=False`` is passed (``--no-simplify``).
+
+A file's warnings (legal, but almost always a mistake) are issued by :func:`parse` and
+:func:`load` with :func:`warnings.warn` as :class:`tnc.errors.TncWarning`, one per warning, and
+kept as text in :attr:`Network.warnings`; ``warnings.simplefilter("error", TncWarning)`` makes
+them exceptions, as ``--Werror`` makes them errors.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import hashlib
 import re
 import sys
 import types
+import warnings
 from pathlib import Path
 
 from tnc.ir.program import Program
@@ -47,6 +53,14 @@ class Network:
     @property
     def outputs(self) -> list[str]:
         return list(self.program.outputs)
+
+    @property
+    def warnings(self) -> list[str]:
+        """The warnings of the source, as ``tnc check`` prints them (``FILE:LINE:COL: warning: ...``
+        with the line and a caret); the networks derived from it keep them."""
+        from tnc.errors import format_diagnostic
+
+        return [format_diagnostic(self.program.source, w) for w in self.program.warnings]
 
     def derive(self, wrt: str | list[str], of: str | None = None, vjp: str | None = None, jvp: str | None = None) -> "Network":
         """The derivative of ``of`` (default: the single output) with respect to ``wrt`` as the
@@ -114,17 +128,26 @@ def module_from_source(source: str, stem: str) -> types.ModuleType:
 
 
 def parse(text: str, name: str = "<string>", sizes: dict[str, int] | None = None) -> Network:
-    """Parse and check ``.tn`` text; raises :class:`tnc.errors.TncError` with every error."""
-    from tnc.frontend import compile_source
-
-    stem = Path(name).stem if not name.startswith("<") else "network"
-    return Network(compile_source(text, name, sizes), stem)
+    """Parse and check ``.tn`` text; raises :class:`tnc.errors.TncError` with every error, and
+    warns (:class:`tnc.errors.TncWarning`) once for each warning."""
+    return _checked(text, name, sizes)
 
 
 def load(path: str | Path, sizes: dict[str, int] | None = None) -> Network:
     """Read and check a ``.tn`` file; ``sizes`` binds free sizes as ``--size`` does."""
     path = Path(path)
-    return parse(path.read_text(encoding="utf-8"), str(path), sizes)
+    return _checked(path.read_text(encoding="utf-8"), str(path), sizes)
+
+
+def _checked(text: str, name: str, sizes: dict[str, int] | None) -> Network:
+    from tnc.errors import TncWarning
+    from tnc.frontend import compile_source
+
+    stem = Path(name).stem if not name.startswith("<") else "network"
+    network = Network(compile_source(text, name, sizes), stem)
+    for warning in network.warnings:
+        warnings.warn(warning, TncWarning, stacklevel=3)  # at the caller of parse or load
+    return network
 
 
 __all__ = ["Network", "load", "parse"]

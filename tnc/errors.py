@@ -1,4 +1,5 @@
-"""Positioned diagnostics: every user error is reported as ``FILE:LINE:COL: error: MESSAGE``."""
+"""Positioned diagnostics: every user error is reported as ``FILE:LINE:COL: error: MESSAGE``, and
+every warning (legal, but almost always a mistake) as ``FILE:LINE:COL: warning: MESSAGE``."""
 
 from __future__ import annotations
 
@@ -44,6 +45,11 @@ class Diagnostic:
     span: Span
     message: str
     notes: tuple[Note, ...] = ()
+    severity: str = "error"  # or "warning": the file is still accepted
+
+
+class TncWarning(UserWarning):
+    """A warning about a ``.tn`` source (``warnings.warn`` by :func:`tnc.parse` and :func:`tnc.load`)."""
 
 
 @dataclass
@@ -76,7 +82,7 @@ def _excerpt(source: Source, span: Span) -> str:
 def format_diagnostic(source: Source, diagnostic: Diagnostic) -> str:
     """Render a diagnostic and its notes like a C compiler does, with the line and a caret."""
     parts = [
-        f"{source.name}:{diagnostic.span.line}:{diagnostic.span.column}: error: {diagnostic.message}",
+        f"{source.name}:{diagnostic.span.line}:{diagnostic.span.column}: {diagnostic.severity}: {diagnostic.message}",
         _excerpt(source, diagnostic.span),
     ]
     for note in diagnostic.notes:

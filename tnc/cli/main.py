@@ -9,6 +9,7 @@ import re
 import signal
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 from tnc.cli.files import FileError, read_source, write_output
@@ -68,14 +69,22 @@ def build_parser() -> argparse.ArgumentParser:
     seeds.add_argument("--jvp", metavar="U", help="contract with the tangent U over A's legs")
     derive.add_argument("-o", "--output", metavar="OUT", help="write here (atomically) instead of standard output")
     derive.add_argument("--size", action="append", type=_size_binding, default=[], metavar="N=VALUE", help="bind a free size")
+    for command in commands.choices.values():  # every command checks its file
+        command.add_argument("--Werror", action="store_true", help="treat warnings as errors (exit status 1)")
     return parser
 
 
 def _load(args: argparse.Namespace):
+    """The checked program; its warnings go to standard error, or are errors with ``--Werror``."""
     from tnc.frontend import compile_source
 
     source = read_source(args.file)
-    return compile_source(source.text, source.name, dict(args.size))
+    program = compile_source(source.text, source.name, dict(args.size))
+    if program.warnings and args.Werror:
+        raise TncError(program.source, [replace(w, severity="error") for w in program.warnings])
+    if program.warnings:
+        print(TncError(program.source, program.warnings), file=sys.stderr)
+    return program
 
 
 def _stem(path: str) -> str:

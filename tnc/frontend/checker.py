@@ -16,6 +16,7 @@ from tnc.errors import Diagnostic, Note, Source, Span, TncError, UsageError
 from tnc.frontend import ast
 from tnc.frontend.concat import Concatenation
 from tnc.frontend.sampling import check_sample, sample_options
+from tnc.frontend.lints import lint
 from tnc.ir import functions
 from tnc.ir.network import Factor, Kind, Network, Product, Term, Window, axes_text
 from tnc.ir.pattern import ConvPattern
@@ -295,6 +296,7 @@ class Checker:
                 self.program.samples[decl.tensor.text] = self.program.samples.get(decl.tensor.text, ()) + (sample,)
         if self.errors:
             raise TncError(self.source, self.errors)
+        self.program.warnings = lint(module, self.program)
         return self.program
 
     def sample_decl(self, decl: ast.SampleDecl) -> None:

@@ -7,7 +7,7 @@ from typing import Iterable
 
 import sympy
 
-from tnc.errors import Source, Span
+from tnc.errors import Diagnostic, Source, Span
 from tnc.ir.network import Axes, Kind, Network, flatten
 from tnc.ir.pattern import ConvPattern
 from tnc.ir.sizes import substitute
@@ -84,6 +84,9 @@ class Program:
     samples: dict[str, tuple[Sample, ...]] = field(default_factory=dict)  # tensor dropout, by definition
     kept: dict[str, tuple[Kept, ...]] = field(default_factory=dict)  # the samples, once drawn
     selections: dict[str, Selection] = field(default_factory=dict)  # the SAMPLED tensors
+    # What the file says that is legal but almost always a mistake (severity "warning"); the
+    # command line prints them, or refuses the file with --Werror (tnc.frontend.lints).
+    warnings: list[Diagnostic] = field(default_factory=list)
 
     def concrete(self, expr: sympy.Expr) -> sympy.Expr:
         """Substitute bound sizes until only free symbols remain (memoised, see ``tnc.ir.sizes``)."""

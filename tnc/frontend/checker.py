@@ -15,8 +15,8 @@ import sympy
 from tnc.errors import Diagnostic, Note, Source, Span, TncError, UsageError
 from tnc.frontend import ast
 from tnc.frontend.concat import Concatenation
-from tnc.frontend.sampling import check_sample, sample_options
 from tnc.frontend.lints import lint
+from tnc.frontend.sampling import check_sample, sample_options
 from tnc.ir import functions
 from tnc.ir.network import Factor, Kind, Network, Product, Term, Window, axes_text
 from tnc.ir.pattern import ConvPattern

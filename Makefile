@@ -41,13 +41,15 @@ train: install
 
 # make bench [BENCH_ARGS="--quick" | "--layers 20,ResNeXt --batch 16" ...]: see python -m benchmarks.run --help;
 # then the whole-network derivatives against autograd (python -m benchmarks.multilayer --help)
-# and second-order training end to end (python -m benchmarks.training --help)
+# second-order training end to end (python -m benchmarks.training --help) and tensor dropout's
+# error against memory saved (python -m benchmarks.dropout --help)
 bench: install
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]' || \
 	  echo "warning: the bench extra (matplotlib, einconv) did not install: no plots, no einconv baseline"
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
 	$(PY) -m benchmarks.multilayer
 	$(PY) -m benchmarks.training
+	$(PY) -m benchmarks.dropout
 
 # make docs: the documentation site in site/ (mkdocs, strict: a broken link or page is an error)
 docs: install

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import tnc
-from benchmarks.measure import time_methods
+from benchmarks.measure import pyplot, time_methods
 
 HERE = Path(__file__).resolve().parent
 ROWS = {  # All-CNN-C, cnn-layers.md: id -> C_in, C_out, K, S, P, H=W in
@@ -191,13 +191,8 @@ sample i1 in G with keep={keep}
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed: no plot", file=sys.stderr)
+    plt = pyplot()
+    if plt is None:
         return
     kinds = sorted({r["data"] for r in rows})
     figure, axes = plt.subplots(1, len(kinds), figsize=(5 * len(kinds), 3.6), squeeze=False)

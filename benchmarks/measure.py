@@ -164,3 +164,16 @@ def peak_memory(fn: Callable) -> int:
         current += size
         peak = max(peak, current)
     return peak
+
+
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend, or None (and a note) without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot", file=sys.stderr)
+        return None
+    return plt

@@ -25,7 +25,13 @@ from typing import Callable
 import torch
 from torch import nn
 
-from benchmarks.measure import OtherLoad, peak_memory, time_methods, wait_for_quiet
+from benchmarks.measure import (
+    OtherLoad,
+    peak_memory,
+    pyplot,
+    time_methods,
+    wait_for_quiet,
+)
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "examples" / "kfac"))
@@ -205,13 +211,8 @@ def report(rows: list[dict], args: argparse.Namespace) -> str:
 
 def plot(rows: list[dict], path: Path) -> None:
     """Bars of time per step and peak memory, relative to SGD, per network and method."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed: no plot", file=sys.stderr)
+    plt = pyplot()
+    if plt is None:
         return
     figure, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     width = 0.8 / len(METHODS)

@@ -159,3 +159,12 @@ Statement = Union[SizeDecl, IndexDecl, TensorDecl, PatternDecl, SampleDecl, Equa
 @dataclass(frozen=True)
 class Module:
     statements: tuple[Statement, ...]
+
+
+def factors_of(item: object) -> list[Factor]:
+    """The factors written in a term's item, inside function applications too."""
+    if isinstance(item, Factor):
+        return [item]
+    if isinstance(item, Apply):
+        return [f for term in item.argument for _, inner in term.items for f in factors_of(inner)]
+    return []

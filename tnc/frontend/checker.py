@@ -585,7 +585,7 @@ class Checker:
         if problem is not None:
             self.error(*problem)
             # the legs of a rejected application take no sizes from it; they are not reported again
-            self.unifier.failed.update(leg.text for f in _factors(item) for axis in f.axes for leg in axis.names)
+            self.unifier.failed.update(leg.text for f in ast.factors_of(item) for axis in f.axes for leg in axis.names)
             return None
         factor = self.factor(inner[0])
         if factor is None:
@@ -947,17 +947,10 @@ def _index_names(statement: ast.Statement) -> set[str]:
     if isinstance(rhs, tuple):
         for term in rhs:
             for _, item in term.items:
-                axes.extend(axis for factor in _factors(item) for axis in factor.axes)
+                axes.extend(axis for factor in ast.factors_of(item) for axis in factor.axes)
     return {leg.text for axis in axes for leg in axis.names}
 
 
-def _factors(item: object) -> list[ast.Factor]:
-    """The factors written in a term's item, inside function applications too."""
-    if isinstance(item, ast.Factor):
-        return [item]
-    if isinstance(item, ast.Apply):
-        return [f for term in item.argument for _, inner in term.items for f in _factors(inner)]
-    return []
 
 
 def _is_zero(terms: tuple[ast.Term, ...]) -> bool:

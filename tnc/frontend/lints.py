@@ -37,7 +37,7 @@ def lint(module: ast.Module, program: Program) -> list[Diagnostic]:
             continue
         for term in statement.rhs:
             for _, item in term.items:
-                for factor in _factors(item):
+                for factor in ast.factors_of(item):
                     found += _lone_indices(factor, program, counts, known)
                     found += _swapped_pattern(factor, program)
     found.sort(key=lambda d: (d.span.line, d.span.column))
@@ -134,10 +134,3 @@ def _scalar_names(node: ast.Scalar) -> Iterator[ast.Name]:
         yield from _scalar_names(node.right)
 
 
-def _factors(item: object) -> list[ast.Factor]:
-    """The factors written in a term's item, inside function applications too."""
-    if isinstance(item, ast.Factor):
-        return [item]
-    if isinstance(item, ast.Apply):
-        return [f for term in item.argument for _, inner in term.items for f in _factors(inner)]
-    return []

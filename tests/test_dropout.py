@@ -160,3 +160,42 @@ def test_the_file_keeps_its_samples():
     net = tnc.parse(_text(_layer(1), ["sample n in GW with keep=0.5, by=X"]))
     assert net.to_tn().endswith("sample n in GW with keep=0.5, by=X\n")
     assert net.simplify().to_tn().endswith("sample n in GW with keep=0.5, by=X\n")
+
+
+def _layer_module(seed: int, statement: str, **changes):
+    layer = dict(_layer(seed), **changes)
+    text = _text(layer, [statement]).replace("\nY[", "\noutput Y[")
+    return layer, tnc.parse(text).to_module()
+
+
+@pytest.mark.parametrize("statement", ["sample i1 in GW with keep=0.5", "sample n in GW with keep=0.5, by=X"])
+def test_sampled_layer_is_exact_forward_and_unbiased_backward(statement):
+    layer, module = _layer_module(11, statement)
+    values = _tensors(layer)
+    exact = _exact(layer, values)
+    gradients = []
+    for seed in range(DRAWS):
+        X, W = values["X"].clone().requires_grad_(), values["W"].clone().requires_grad_()
+        Y = module.SampledGW.apply(X, W, seed)
+        torch.testing.assert_close(Y, values["Y"], rtol=1e-10, atol=1e-10)
+        Y.backward(values["V"])
+        torch.testing.assert_close(X.grad, exact["GX"], rtol=1e-10, atol=1e-10)  # the input VJP is exact
+        gradients.append(W.grad)
+    draws = torch.stack(gradients)
+    assert ((draws.mean(0) - exact["GW"]).abs() <= 5 * draws.std(0) / DRAWS**0.5 + 1e-9).all()
+
+
+def test_sampled_layer_saves_only_the_kept_rows():
+    """The tensors saved for backward hold the kept rows of X (about keep of it), not X."""
+    layer, module = _layer_module(0, "sample i1 in GW with keep=0.25", I=[40] * _layer(0)["dim"])
+    values = _tensors(layer)
+    X, W = values["X"].clone().requires_grad_(), values["W"].clone().requires_grad_()
+    fractions = []
+    for seed in range(40):
+        Y = module.SampledGW.apply(X, W, seed)
+        saved = Y.grad_fn.saved_tensors
+        assert not any(t.data_ptr() == X.data_ptr() for t in saved)
+        rows = [t for t in saved if t.dim() == X.dim() and t.shape[:2] == X.shape[:2] and t.shape[3:] == X.shape[3:]]
+        assert len(rows) == 1  # X's kept rows: [N, C, kept, ...]
+        fractions.append(rows[0].numel() / X.numel())
+    assert abs(sum(fractions) / len(fractions) - 0.25) < 0.05  # 40 draws of 40 rows: sd of the mean 0.01

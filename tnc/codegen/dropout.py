@@ -64,27 +64,44 @@ def drawn_in(program: Program, order: list[str]) -> list[Kept]:
 def sampling_lines(program: Program, kept: list[Kept], value: Callable[[str], str], size_name, py, expr, device: str, dtype: str) -> list[str]:
     """Statements that draw ``kept`` and make the SAMPLED tensors that read them; ``value(name)``
     spells an input, param or pattern of the program where the function holds it."""
+    return draw_lines(program, kept, value, size_name, py, expr, device, dtype) + selection_lines(program, kept, value, py, expr)
+
+
+def draw_lines(program: Program, kept: list[Kept], value: Callable[[str], str], size_name, py, expr, device: str, dtype: str) -> list[str]:
+    """Statements that draw the kept indices ``_<index>``, their weights and their numbers."""
     lines = [f"_rng = _generator(seed, {device})"]
-    drawn = {k.index for k in kept}
-
-    def view(selection: Selection) -> str:
-        text = value(selection.source)
-        for position, legs in selection.unflatten:
-            text += f".unflatten({position}, ({', '.join(expr(program.size(leg)) for leg in legs)}))"
-        return text
-
     for k in kept:
         norms = "None"
         if k.sample.by is not None:
             selection, position = next((s, p) for s in program.selections.values() if s.source == k.sample.by for p, j in s.legs if j == k)
-            norms = f"_norms({view(selection)}, {position})"
+            norms = f"_norms({_view(program, selection, value, expr)}, {position})"
         size = expr(program.size(k.sample.leg))
         lines.append(f"_{k.index}, {py(k.weights)} = _keep({size}, {k.sample.keep!r}, {norms}, _rng, {device}, {dtype})")
         lines.append(f"{size_name(k.size)} = _{k.index}.numel()")
-    for name, selection in program.selections.items():
-        if all(k.index in drawn for _, k in selection.legs):
-            text = view(selection)
+    return lines
+
+
+def selection_lines(program: Program, kept: list[Kept], value: Callable[[str], str], py, expr, sources: set[str] | None = None) -> list[str]:
+    """Statements that make the SAMPLED tensors of ``kept`` (of ``sources`` only, when given)."""
+    lines = []
+    for name, selection in selections_of(program, kept).items():
+        if sources is None or selection.source in sources:
+            text = _view(program, selection, value, expr)
             for position, k in selection.legs:
                 text += f".index_select({position}, _{k.index})"
             lines.append(f"{py(name)} = {text}")
     return lines
+
+
+def selections_of(program: Program, kept: list[Kept]) -> dict[str, Selection]:
+    """The SAMPLED tensors whose every sampled leg is among ``kept``."""
+    drawn = {k.index for k in kept}
+    return {n: s for n, s in program.selections.items() if all(k.index in drawn for _, k in s.legs)}
+
+
+def _view(program: Program, selection: Selection, value: Callable[[str], str], expr) -> str:
+    """The source of ``selection`` with its grouped axes that hold a sampled leg split."""
+    text = value(selection.source)
+    for position, legs in selection.unflatten:
+        text += f".unflatten({position}, ({', '.join(expr(program.size(leg)) for leg in legs)}))"
+    return text

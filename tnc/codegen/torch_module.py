@@ -15,7 +15,14 @@ from math import prod
 
 import sympy
 
-from tnc.codegen.dropout import SAMPLING, drawn_in, sampling_lines
+from tnc.codegen.dropout import (
+    SAMPLING,
+    draw_lines,
+    drawn_in,
+    sampling_lines,
+    selection_lines,
+    selections_of,
+)
 from tnc.codegen.names import Namer, TooManyIndices, literal_text
 from tnc.codegen.pyexpr import pyexpr
 from tnc.codegen.sharding import Sharding, plan
@@ -502,6 +509,103 @@ class TorchGenerator:
         self.emit_calls(self.uses.defined_order(name), [name], indent="    ", anchor=self.py(inputs[0]) if inputs else None)
         out(f"    return {self.py(name)}")
 
+    def dropout_layers(self) -> list[tuple[str, str, str, str]]:
+        """``(G, Y, W, V)`` for each sampled output ``G = vjp(Y, W, V)`` of an output ``Y`` and a
+        param ``W`` whose draw needs no size beyond the inputs' shapes: each gets a layer."""
+        found = []
+        for name in self.program.outputs:
+            of, wrt, seed = self.program.vjps.get(name, (None, None, None))
+            if name in self.program.kept and of in self.program.outputs and self.program.tensors[wrt].kind is Kind.PARAM:
+                found.append((name, of, wrt, seed))
+        return found
+
+    def emit_dropout(self, name: str, of: str, wrt: str, seed: str) -> None:
+        """``_draw_G`` (the kept indices, weights and slices known in the forward pass),
+        ``_G_from_draw`` (the sampled G from them and the seed ``V``) and the autograd.Function
+        ``SampledG``: ``Y`` exact in forward, the gradient of ``W`` sampled in backward, from
+        the kept slices alone; other inputs get their own VJPs of ``Y`` where the file has them."""
+        out, py = self.lines.append, self.py
+        order = self.uses.defined_order(name)
+        kept = drawn_in(self.program, order)
+        selections = selections_of(self.program, kept)
+        early = [a for a in self.uses.interface(name) if a != seed]
+        later = {s.source for s in selections.values()} & {seed}
+        saved = [f"_{k.index}" for k in kept] + [py(k.weights) for k in kept]
+        saved += [py(n) for n, s in selections.items() if s.source not in later]
+        needed = self.symbols_in(early + self.sampled_sources(kept))
+        reads, missing = self.resolve_sizes(early, needed - {k.size for k in kept})
+        if missing or not early:
+            return
+        device, dtype = f"{py(early[0])}.device", f"{py(early[0])}.dtype"
+        out("")
+        out("")
+        out(f"def _draw_{py(name)}({', '.join(py(a) for a in early)}, *, seed=None) -> tuple:")
+        out(f'    """The draw of {name} that its forward pass can make: kept indices, weights, slices."""')
+        value = self.source_value(set(), {}, device, dtype)
+        lines = draw_lines(self.program, kept, value, self.size_name, py, self.expr, device, dtype)
+        lines += selection_lines(self.program, kept, value, py, self.expr, set(self.program.tensors) - later)
+        for line in reads + lines:
+            out(f"    {line}")
+        out(f"    return {', '.join(saved)}")
+        out("")
+        out("")
+        out(f"def _{py(name)}_from_draw({', '.join(saved)}, {py(seed)}) -> torch.Tensor:")
+        out(f'    """{name} from the draw of _draw_{py(name)} and {seed}."""')
+        lines = [f"{self.size_name(k.size)} = _{k.index}.numel()" for k in kept]
+        shaped = [n for n, s in selections.items() if s.source not in later] + [seed]
+        needed = self.needed_sizes(order) - {k.size for k in kept}
+        read = {o for d in order if not self.is_constant(d) for o in self.eval_operands[d]}
+        patterns = [t for t in self.uses.dependencies(name) if self.program.tensors[t].kind is Kind.PATTERN and t in read]
+        needed |= self.symbols_in(patterns)
+        sizes, missing = self.resolve_sizes(shaped, needed)
+        if missing:
+            self.lines[-1:] = []
+            return
+        lines += sizes
+        device, dtype = f"{py(seed)}.device", f"{py(seed)}.dtype"
+        lines += [f"{py(p)} = {self.pattern_call(self.program.tensors[p], device, dtype)}" for p in patterns]
+        lines += selection_lines(self.program, kept, self.source_value(set(), {}, device, dtype), py, self.expr, later)
+        for line in lines:
+            out(f"    {line}")
+        self.emit_calls(order, [name], indent="    ", anchor=py(seed))
+        out(f"    return {py(name)}")
+        self.emit_dropout_function(name, of, wrt, seed, saved)
+
+    def emit_dropout_function(self, name: str, of: str, wrt: str, seed: str, saved: list[str]) -> None:
+        out, py = self.lines.append, self.py
+        args = self.uses.interface(of)
+        early = [a for a in self.uses.interface(name) if a != seed]
+        others = {a: g for g, (y, a, v) in self.program.vjps.items() if y == of and g in self.program.outputs and g != name and v == seed}
+        needed = sorted({a for g in others.values() for a in self.uses.interface(g) if a != seed}, key=args.index)
+        out("")
+        out("")
+        out(f"class Sampled{py(name)}(torch.autograd.Function):")
+        out(f'    """{of} exactly in forward; in backward the gradient of {wrt} is {name} with its sampled legs, from')
+        out(f"    the kept slices alone (saved in forward); {', '.join(f'{a} gets {g}' for a, g in others.items()) or 'other inputs get none'}.")
+        out("")
+        out(f"    Sampled{py(name)}.apply({', '.join(py(a) for a in args)}, seed) (seed None: torch's generator).")
+        out('    """')
+        out("")
+        out("    @staticmethod")
+        out(f"    def forward(ctx, {', '.join(py(a) for a in args)}, seed=None):")
+        out(f"        draw = _draw_{py(name)}({', '.join(f'{py(a)}' for a in early)}, seed=seed)")
+        out(f"        ctx.save_for_backward({''.join(f'{py(a)}, ' for a in needed)}*draw)")
+        out(f"        return {py(of)}({', '.join(f'{py(a)}={py(a)}' for a in args)})")
+        out("")
+        out("    @staticmethod")
+        out(f"    def backward(ctx, {py(seed)}):")
+        out(f"        {''.join(f'{py(a)}, ' for a in needed)}*draw = ctx.saved_tensors")
+        grads = []
+        for a in args:
+            if a == wrt:
+                grads.append(f"_{py(name)}_from_draw(*draw, {py(seed)})")
+            elif a in others:
+                call = ", ".join(f"{py(b)}={py(b)}" for b in self.uses.interface(others[a]))
+                grads.append(f"{py(others[a])}({call})")
+            else:
+                grads.append("None")
+        out(f"        return {', '.join(grads)}, None")
+
     def written_text(self, name: str) -> str:
         """The equation of ``name`` as the file writes it, then the legs it samples."""
         samples = [f"sample {s.leg} with keep={s.keep!r}" + (f", by={s.by}" if s.by else "") for s in self.written.samples.get(name, ())]
@@ -750,6 +854,8 @@ class TorchGenerator:
                 self.emit_constant(name)
         for name in program.outputs:
             self.emit_public(name)
+        for layer in self.dropout_layers():
+            self.emit_dropout(*layer)
         self.emit_module()
         return "\n".join(self.lines) + "\n"
 

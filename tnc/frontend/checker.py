@@ -712,6 +712,8 @@ class Checker:
         args = eq.rhs.args
         if eq.rhs.function.text in ("grad", "vjp") and not any(isinstance(a, ast.Call) for a in args):
             self.chained_forms.append((eq.name.text, args[0].text, args[1].text, args[2].text if args[2:] else None))
+            if args[2:]:
+                self.program.vjps[eq.name.text] = (args[0].text, args[1].text, args[2].text)
         if network.reads_no_data():  # 0 or a constant: the function still takes what it was taken of
             self.program.interfaces[eq.name.text] = self.call_interface(eq.rhs)
         if eq.output:

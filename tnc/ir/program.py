@@ -83,6 +83,7 @@ class Program:
     declared_sizes: dict[str, sympy.Expr] = field(default_factory=dict)
     samples: dict[str, tuple[Sample, ...]] = field(default_factory=dict)  # tensor dropout, by definition
     kept: dict[str, tuple[Kept, ...]] = field(default_factory=dict)  # the samples, once drawn
+    vjps: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # G = vjp(Y, W, V): (Y, W, V)
     selections: dict[str, Selection] = field(default_factory=dict)  # the SAMPLED tensors
     # What the file says that is legal but almost always a mistake (severity "warning"); the
     # command line prints them, or refuses the file with --Werror (tnc.frontend.lints).

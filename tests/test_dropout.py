@@ -144,6 +144,7 @@ def test_a_seed_repeats_the_draw_and_the_kept_slices_are_fewer(monkeypatch):
         ("sample i1 in GW with keep=1.5", "keep must be a number in (0, 1], not 3/2"),
         ("sample i1 in GW with keep=0.5, by=W", "by=W: 'W' carries no leg 'i1' in the definition of 'GW'"),
         ("sample i1 in GW with p=0.5", "unknown argument 'p' of sample; it takes keep, by"),
+        ("sample i1 of GW with keep=0.5", "expected 'in' here: sample LEG in TENSOR with keep=P"),
     ],
 )
 def test_bad_samples(statement, message):

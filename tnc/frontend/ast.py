@@ -151,6 +151,7 @@ class SampleDecl:
     tensor: Name
     args: tuple[PatternArg, ...]
     span: Span
+    words: tuple[Name, Name]  # "in" and "with", read as names
 
 
 Statement = Union[SizeDecl, IndexDecl, TensorDecl, PatternDecl, SampleDecl, Equation]

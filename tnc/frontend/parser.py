@@ -18,7 +18,7 @@ from tnc.frontend.grammar import lark_parser
 from tnc.frontend.slips import hint
 from tnc.limits import MAX_DIGITS, MAX_NESTING
 
-KEYWORDS = frozenset({"size", "index", "input", "param", "pattern", "output", "sample", "in", "with"})
+KEYWORDS = frozenset({"size", "index", "input", "param", "pattern", "output", "sample"})
 
 _TERMINAL_NAMES = {"$END": "end of input", "NAME": "a name", "NUMBER": "a number", "SIGN": "'+' or '-'", "MULOP": "'*' or '/'"}
 
@@ -183,8 +183,9 @@ class _ToAst(Transformer):
         return ast.PatternDecl(_name(name), axes, _name(function), tuple(a for a in args if a is not None), _span(tree))
 
     def sample_stmt(self, tree: Tree) -> ast.SampleDecl:
-        leg, tensor, *args = tree.children
-        return ast.SampleDecl(_name(leg), _name(tensor), tuple(args), _span(tree))
+        leg, within, tensor, using, *args = tree.children
+        words = (_name(within), _name(using))
+        return ast.SampleDecl(_name(leg), _name(tensor), tuple(args), _span(tree), words)
 
     def equation(self, tree: Tree) -> ast.Equation:
         # ``OUTPUT?`` leaves no placeholder when the keyword is absent: 3 or 4 children.

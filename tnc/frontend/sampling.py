@@ -23,6 +23,10 @@ ARGUMENTS = ("keep", "by")
 
 def sample_options(checker: Checker, decl: ast.SampleDecl) -> tuple[float, str | None] | None:
     """The keep probability and the ``by`` operand of a statement (None after an error)."""
+    for word, expected in zip(decl.words, ("in", "with")):
+        if word.text != expected:
+            checker.error(word.span, f"expected '{expected}' here: sample LEG in TENSOR with keep=P")
+            return None
     given = {}
     for arg in decl.args:
         key = arg.name.text

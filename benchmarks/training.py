@@ -220,6 +220,9 @@ def report(rows: list[dict], args: argparse.Namespace) -> str:
         shared, own = r["step"]["KFAC-reduce fixed"] - r["step"]["SGD"], r["input_factors"]
         lines.append(f"| {r['network']} | {shared * 1e3:.0f} | {own['unfold'] * 1e3:.0f} | {own['tnc'] * 1e3:.0f} | "
                      f"{own['tnc'] / own['unfold']:.2f} |")
+    lines += ["", "Memory of the input factors alone (KFAC-reduce peak beyond the fixed-factor optimizer's): " + "; ".join(
+        f"{r['network']}: tnc {(r['memory']['KFAC-reduce tnc'] - r['memory']['KFAC-reduce fixed']) / 2**20:.1f} MB, "
+        f"unfold {(r['memory']['KFAC-reduce unfold'] - r['memory']['KFAC-reduce fixed']) / 2**20:.1f} MB" for r in rows) + "."]
     lines += [
         "",
         "KFAC state is what the preconditioner holds beyond SGD (its dense factors A and G and their inverses, "

@@ -64,11 +64,12 @@ def drawn_in(program: Program, order: list[str]) -> list[Kept]:
 def sampling_lines(program: Program, kept: list[Kept], value: Callable[[str], str], size_name, py, expr, device: str, dtype: str) -> list[str]:
     """Statements that draw ``kept`` and make the SAMPLED tensors that read them; ``value(name)``
     spells an input, param or pattern of the program where the function holds it."""
-    return draw_lines(program, kept, value, size_name, py, expr, device, dtype) + selection_lines(program, kept, value, py, expr)
+    lines = draw_lines(program, kept, value, py, expr, device, dtype) + kept_sizes(kept, size_name)
+    return lines + selection_lines(program, kept, value, py, expr)
 
 
-def draw_lines(program: Program, kept: list[Kept], value: Callable[[str], str], size_name, py, expr, device: str, dtype: str) -> list[str]:
-    """Statements that draw the kept indices ``_<index>``, their weights and their numbers."""
+def draw_lines(program: Program, kept: list[Kept], value: Callable[[str], str], py, expr, device: str, dtype: str) -> list[str]:
+    """Statements that draw the kept indices ``_<index>`` and their weights."""
     lines = [f"_rng = _generator(seed, {device})"]
     for k in kept:
         norms = "None"
@@ -77,8 +78,12 @@ def draw_lines(program: Program, kept: list[Kept], value: Callable[[str], str], 
             norms = f"_norms({_view(program, selection, value, expr)}, {position})"
         size = expr(program.size(k.sample.leg))
         lines.append(f"_{k.index}, {py(k.weights)} = _keep({size}, {k.sample.keep!r}, {norms}, _rng, {device}, {dtype})")
-        lines.append(f"{size_name(k.size)} = _{k.index}.numel()")
     return lines
+
+
+def kept_sizes(kept: list[Kept], size_name) -> list[str]:
+    """Statements that set the number of kept slices of each leg, a size of the sampled network."""
+    return [f"{size_name(k.size)} = _{k.index}.numel()" for k in kept]
 
 
 def selection_lines(program: Program, kept: list[Kept], value: Callable[[str], str], py, expr, sources: set[str] | None = None) -> list[str]:
@@ -91,6 +96,11 @@ def selection_lines(program: Program, kept: list[Kept], value: Callable[[str], s
                 text += f".index_select({position}, _{k.index})"
             lines.append(f"{py(name)} = {text}")
     return lines
+
+
+def sources_of(program: Program, kept: list[Kept]) -> list[str]:
+    """The tensors whose slices the draws of ``kept`` keep, once each."""
+    return list(dict.fromkeys(s.source for s in selections_of(program, kept).values()))
 
 
 def selections_of(program: Program, kept: list[Kept]) -> dict[str, Selection]:

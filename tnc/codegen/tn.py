@@ -6,7 +6,7 @@ import sympy
 
 from tnc.ir.functions import factor_text
 from tnc.ir.network import Factor, Kind, Network, Product, axes_text
-from tnc.ir.program import Program
+from tnc.ir.program import Program, Sample
 
 
 def scalar_text(expr: sympy.Expr) -> str:
@@ -87,8 +87,11 @@ def to_tn(program: Program, header: str | None = None) -> str:
             continue
         keyword = "output " if name in program.outputs else ""
         lines.append(f"{keyword}{name}[{axes_text(network.axes)}] = {network_text(network)}")
-    for name, samples in program.samples.items():
-        for sample in samples:
-            by = f", by={sample.by}" if sample.by else ""
-            lines.append(f"sample {sample.leg} in {name} with keep={sample.keep!r}{by}")
+    lines += [sample_text(name, sample) for name, samples in program.samples.items() for sample in samples]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def sample_text(name: str, sample: Sample) -> str:
+    """The ``sample`` statement of a leg of ``name``."""
+    by = f", by={sample.by}" if sample.by else ""
+    return f"sample {sample.leg} in {name} with keep={sample.keep!r}{by}"

@@ -19,14 +19,16 @@ from tnc.codegen.dropout import (
     SAMPLING,
     draw_lines,
     drawn_in,
+    kept_sizes,
     sampling_lines,
     selection_lines,
     selections_of,
+    sources_of,
 )
 from tnc.codegen.names import Namer, TooManyIndices, literal_text
 from tnc.codegen.pyexpr import pyexpr
 from tnc.codegen.sharding import Sharding, plan
-from tnc.codegen.tn import network_text
+from tnc.codegen.tn import network_text, sample_text
 from tnc.cost.model import contraction, show, summary
 from tnc.errors import Diagnostic, Span, TncError
 from tnc.ir import functions
@@ -476,7 +478,7 @@ class TorchGenerator:
         out = self.lines.append
         kept = drawn_in(self.program, self.uses.defined_order(name))
         needed = self.symbols_in(args + inputs + self.uses.defined_order(name))  # _expect checks every input
-        needed |= self.needed_sizes(self.uses.defined_order(name)) | self.symbols_in(self.sampled_sources(kept))
+        needed |= self.needed_sizes(self.uses.defined_order(name)) | self.symbols_in(sources_of(self.program, kept))
         reads, missing = self.resolve_sizes(inputs, needed - self.whole_batch() - {k.size for k in kept})
         signature = ", ".join(f"{self.py(a)}: torch.Tensor" for a in inputs)
         keywords = self.keyword_sizes(missing) + (", group=None" if self.sharding else "") + (", seed=None" if kept else "")
@@ -523,27 +525,32 @@ class TorchGenerator:
         """``_draw_G`` (the kept indices, weights and slices known in the forward pass),
         ``_G_from_draw`` (the sampled G from them and the seed ``V``) and the autograd.Function
         ``SampledG``: ``Y`` exact in forward, the gradient of ``W`` sampled in backward, from
-        the kept slices alone; other inputs get their own VJPs of ``Y`` where the file has them."""
+        the kept slices alone; other inputs get their own VJPs of ``Y`` where the file has them.
+        Nothing is emitted where a size of either function is told by no shape."""
         out, py = self.lines.append, self.py
         order = self.uses.defined_order(name)
         kept = drawn_in(self.program, order)
+        counts = {k.size for k in kept}
         selections = selections_of(self.program, kept)
         early = [a for a in self.uses.interface(name) if a != seed]
-        later = {s.source for s in selections.values()} & {seed}
+        sources = set(sources_of(self.program, kept))
         saved = [f"_{k.index}" for k in kept] + [py(k.weights) for k in kept]
-        saved += [py(n) for n, s in selections.items() if s.source not in later]
-        needed = self.symbols_in(early + self.sampled_sources(kept))
-        reads, missing = self.resolve_sizes(early, needed - {k.size for k in kept})
-        if missing or not early:
+        saved += [py(n) for n, s in selections.items() if s.source != seed]
+        reads, missing = self.resolve_sizes(early, self.symbols_in(early + sorted(sources)) - counts)
+        read = {o for d in order if not self.is_constant(d) for o in self.eval_operands[d]}
+        patterns = [t for t in self.uses.dependencies(name) if self.program.tensors[t].kind is Kind.PATTERN and t in read]
+        shaped = [n for n, s in selections.items() if s.source != seed] + [seed]
+        sizes, missing_later = self.resolve_sizes(shaped, (self.needed_sizes(order) | self.symbols_in(patterns)) - counts)
+        if missing or missing_later or not early:
             return
         device, dtype = f"{py(early[0])}.device", f"{py(early[0])}.dtype"
+        value = self.source_value(set(), {}, device, dtype)
         out("")
         out("")
         out(f"def _draw_{py(name)}({', '.join(py(a) for a in early)}, *, seed=None) -> tuple:")
         out(f'    """The draw of {name} that its forward pass can make: kept indices, weights, slices."""')
-        value = self.source_value(set(), {}, device, dtype)
-        lines = draw_lines(self.program, kept, value, self.size_name, py, self.expr, device, dtype)
-        lines += selection_lines(self.program, kept, value, py, self.expr, set(self.program.tensors) - later)
+        lines = draw_lines(self.program, kept, value, py, self.expr, device, dtype)
+        lines += selection_lines(self.program, kept, value, py, self.expr, sources - {seed})
         for line in reads + lines:
             out(f"    {line}")
         out(f"    return {', '.join(saved)}")
@@ -551,20 +558,10 @@ class TorchGenerator:
         out("")
         out(f"def _{py(name)}_from_draw({', '.join(saved)}, {py(seed)}) -> torch.Tensor:")
         out(f'    """{name} from the draw of _draw_{py(name)} and {seed}."""')
-        lines = [f"{self.size_name(k.size)} = _{k.index}.numel()" for k in kept]
-        shaped = [n for n, s in selections.items() if s.source not in later] + [seed]
-        needed = self.needed_sizes(order) - {k.size for k in kept}
-        read = {o for d in order if not self.is_constant(d) for o in self.eval_operands[d]}
-        patterns = [t for t in self.uses.dependencies(name) if self.program.tensors[t].kind is Kind.PATTERN and t in read]
-        needed |= self.symbols_in(patterns)
-        sizes, missing = self.resolve_sizes(shaped, needed)
-        if missing:
-            self.lines[-1:] = []
-            return
-        lines += sizes
         device, dtype = f"{py(seed)}.device", f"{py(seed)}.dtype"
+        lines = kept_sizes(kept, self.size_name) + sizes
         lines += [f"{py(p)} = {self.pattern_call(self.program.tensors[p], device, dtype)}" for p in patterns]
-        lines += selection_lines(self.program, kept, self.source_value(set(), {}, device, dtype), py, self.expr, later)
+        lines += selection_lines(self.program, kept, self.source_value(set(), {}, device, dtype), py, self.expr, sources & {seed})
         for line in lines:
             out(f"    {line}")
         self.emit_calls(order, [name], indent="    ", anchor=py(seed))
@@ -608,13 +605,8 @@ class TorchGenerator:
 
     def written_text(self, name: str) -> str:
         """The equation of ``name`` as the file writes it, then the legs it samples."""
-        samples = [f"sample {s.leg} with keep={s.keep!r}" + (f", by={s.by}" if s.by else "") for s in self.written.samples.get(name, ())]
-        return equation_text(self.written, name) + "".join(f"; {s}" for s in samples)
-
-    def sampled_sources(self, kept: list) -> list[str]:
-        """The tensors whose kept slices the draws of ``kept`` take (:mod:`tnc.codegen.dropout`)."""
-        indices = {k.index for k in kept}
-        return [s.source for s in self.program.selections.values() if any(k.index in indices for _, k in s.legs)]
+        samples = self.written.samples.get(name, ())
+        return equation_text(self.written, name) + "".join(f"; {sample_text(name, s)}" for s in samples)
 
     def source_value(self, built: set[str], prefix: dict[str, str], device: str, dtype: str):
         """How the sampling lines spell a tensor they slice: a pattern built already, or built
@@ -796,7 +788,7 @@ class TorchGenerator:
             out(f"        torch.nn.init.normal_(self.{self.attr(p.name)}, std={self.expr_atom(fan_in)} ** -0.5)")
         out("")
         kept = drawn_in(program, order)
-        needed = self.needed_sizes(order) | self.symbols_in(self.sampled_sources(kept))
+        needed = self.needed_sizes(order) | self.symbols_in(sources_of(self.program, kept))
         needed |= self.symbols_in([p.name for p in patterns if not self.is_concrete_pattern(p)])
         needed |= self.symbols_in([t.name for t in inputs])  # forward checks every input, as the functions do
         prefix = {p.name: f"self.{self.attr(p.name)}" for p in params}

@@ -18,7 +18,6 @@ still there when code is generated; this pass runs first in the PyTorch code gen
 from __future__ import annotations
 
 import copy
-import re
 
 import sympy
 
@@ -27,7 +26,7 @@ from tnc.ir.program import Kept, Program, Selection, Tensor
 
 
 def _safe(name: str) -> str:
-    return re.sub(r"'", "_prime", name)
+    return name.replace("'", "_prime")
 
 
 def _fresh(taken, base: str) -> str:

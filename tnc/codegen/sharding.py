@@ -72,11 +72,10 @@ def plan(program: Program, size: str) -> Sharding:
     return sharding
 
 
-def _linear_reader(program: Program, sharding: Sharding, batch: set[str], name: str) -> str | None:
-    """The one definition that reads ``name``, where it is linear in ``name`` and reads nothing
-    else that differs between ranks: every term reads ``name`` exactly once and carries no leg
-    of size ``N``; not an element-wise application, not itself communicating."""
-    readers = [r for r, network in program.definitions.items() if name in network.tensors()]
+def _linear_reader(program: Program, sharding: Sharding, batch: set[str], readers: list[str], name: str) -> str | None:
+    """The one definition that reads ``name`` (``readers``), where it is linear in ``name`` and
+    reads nothing else that differs between ranks: every term reads ``name`` exactly once and
+    carries no leg of size ``N``; not an element-wise application, not itself communicating."""
     if len(readers) != 1 or name in program.outputs:
         return None
     reader = readers[0]
@@ -95,11 +94,15 @@ def _defer(program: Program, sharding: Sharding, batch: set[str]) -> None:
     readers after it (:func:`_linear_reader`; the first of equals): the tensors before it stay
     partial sums on each rank, the reader reduces all of its terms."""
     size = numeric_size(program)  # the cost model's planning sizes
+    readers: dict[str, list[str]] = {}
+    for reader, network in program.definitions.items():
+        for tensor in network.tensors():
+            readers.setdefault(tensor, []).append(reader)
     for start in list(sharding.reduced):
         if len(sharding.reduced[start]) != len(program.definitions[start].terms):
             continue  # terms added after the reduction (a damping) would be counted once per rank
         chain = [start]
-        while (reader := _linear_reader(program, sharding, batch, chain[-1])) is not None:
+        while (reader := _linear_reader(program, sharding, batch, readers.get(chain[-1], []), chain[-1])) is not None:
             chain.append(reader)
         best = min(chain, key=lambda name: (model.elements(program.tensors[name].legs, size), chain.index(name)))
         if best != start:

@@ -49,11 +49,9 @@ def _channels(row: int, width: float) -> tuple[int, int]:
     return (c_in if row == 6 else round(c_in * width)), round(c_out * width)
 
 
-def source(row: int, width: float, batch: int, leg: str, keep: float) -> str:
-    """The layer's weight gradient with ``leg`` sampled (``channel``: no sampling, done outside)."""
-    (c_in, c_out), (_, _, k, s, p, size) = _channels(row, width), ROWS[row]
-    statement = {"spatial": f"sample i1 in G with keep={keep}", "batch": f"sample n in G with keep={keep}, by=X"}.get(leg, "")
-    return f"""size N = {batch}
+def weight_gradient(c_in: int, c_out: int, k: int, s: int, p: int, size: int, batch: str, statement: str) -> str:
+    """The weight gradient of a square 2d convolution as a ``.tn`` file, then ``statement``."""
+    return f"""size N{batch}
 index n: N, c: {c_in}, d: {c_out}, i1: {size}, i2: {size}, k1: {k}, k2: {k}
 pattern P1[i1, o1, k1] = conv(stride={s}, padding={p})
 pattern P2[i2, o2, k2] = conv(stride={s}, padding={p})
@@ -64,6 +62,13 @@ Y[n, d, o1, o2] = X[n, c, i1, i2] * P1[i1, o1, k1] * P2[i2, o2, k2] * W[d, c, k1
 output G[d, c, k1, k2] = vjp(Y, W, V)
 {statement}
 """
+
+
+def source(row: int, width: float, batch: int, leg: str, keep: float) -> str:
+    """The layer's weight gradient with ``leg`` sampled (``channel``: no sampling, done outside)."""
+    (c_in, c_out), (_, _, k, s, p, size) = _channels(row, width), ROWS[row]
+    statement = {"spatial": f"sample i1 in G with keep={keep}", "batch": f"sample n in G with keep={keep}, by=X"}.get(leg, "")
+    return weight_gradient(c_in, c_out, k, s, p, size, f" = {batch}", statement)
 
 
 def all_cnn_c(width: float) -> nn.Sequential:
@@ -155,17 +160,7 @@ def train(keep: float | None, steps: int, seed: int = 0) -> list[float]:
     sampled = {}
     if keep is not None:
         for conv, size in zip(convs, (8, 8)):
-            text = f"""size N
-index n: N, c: {conv.in_channels}, d: {conv.out_channels}, i1: {size}, i2: {size}, k1: 3, k2: 3
-pattern P1[i1, o1, k1] = conv(stride={conv.stride[0]}, padding=1)
-pattern P2[i2, o2, k2] = conv(stride={conv.stride[0]}, padding=1)
-input X[n, c, i1, i2]
-param W[d, c, k1, k2]
-input V[n, d, o1, o2]
-Y[n, d, o1, o2] = X[n, c, i1, i2] * P1[i1, o1, k1] * P2[i2, o2, k2] * W[d, c, k1, k2]
-output G[d, c, k1, k2] = vjp(Y, W, V)
-sample i1 in G with keep={keep}
-"""
+            text = weight_gradient(conv.in_channels, conv.out_channels, 3, conv.stride[0], 1, size, "", f"sample i1 in G with keep={keep}")
             sampled[conv] = tnc.parse(text).to_module().G
     stored: dict[nn.Module, tuple] = {}
 

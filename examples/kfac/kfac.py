@@ -52,6 +52,7 @@ class KFAC:
         self.A: dict[nn.Module, torch.Tensor] = {}
         self.G: dict[nn.Module, torch.Tensor] = {}
         self.inverses: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.generated: dict[nn.Module, object] = {}  # each conv's factor function, looked up once
         for layer in self.layers:
             if isinstance(layer, nn.Conv2d) and (layer.groups, layer.dilation, layer.padding_mode) != (1, (1, 1), "zeros"):
                 raise ValueError(f"{layer}: this example handles plain convolutions (no groups, dilation, padding modes)")
@@ -77,7 +78,9 @@ class KFAC:
         (K, _), (S, _), (P, _) = layer.kernel_size, layer.stride, layer.padding
         if self.factors == "tnc":
             output = "KFC" if self.kind == "expand" else "KFAC_reduce"
-            factor = self.template.function(output, K=K, S=S, P=P, C=layer.in_channels)
+            if layer not in self.generated:  # the template re-reads and hashes its file per lookup
+                self.generated[layer] = self.template.function(output, K=K, S=S, P=P, C=layer.in_channels)
+            factor = self.generated[layer]
             return factor(X=x, group=self.group) if self.distributed else factor(X=x)
         U = F.unfold(x, K, stride=S, padding=P)
         U = torch.cat([U, U.new_ones(len(x), 1, U.shape[2])], dim=1)

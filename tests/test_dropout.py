@@ -79,6 +79,8 @@ CASES = [  # (the statement, the output it estimates)
     ("sample c in Z with keep=0.5", "Z"),
     ("sample k1 in Z with keep=0.6", "Z"),
     ("sample d in GX with keep=0.5", "GX"),  # inside the grouped axes (g d) of W and V
+    ("sample i1 in GW with keep=0.3, min=2", "GW"),  # 2 rows surely, chosen uniformly
+    ("sample n in GW with keep=0.3, by=X, min=1", "GW"),  # the largest sample surely
 ]
 
 
@@ -135,6 +137,51 @@ def test_a_seed_repeats_the_draw_and_the_kept_slices_are_fewer(monkeypatch):
     assert abs(sum(counts) / len(counts) / 40 - 0.25) < 0.05  # 50 draws of 40 slices: sd of the mean 0.01
 
 
+@pytest.mark.parametrize("by", ["", ", by=X"])
+def test_a_minimum_is_always_kept(monkeypatch, by):
+    layer = dict(_layer(0), N=12)
+    module = tnc.parse(_text(layer, [f"sample n in GW with keep=0.1{by}, min=4"])).to_module()
+    values = _tensors(layer)
+    counts, keep = [], module._keep
+
+    def counting(*args):
+        kept, weights = keep(*args)
+        counts.append(len(kept))
+        return kept, weights
+
+    monkeypatch.setattr(module, "_keep", counting)
+    for s in range(200):
+        _call(module, "GW", values, s)
+    assert min(counts) >= 4
+    assert abs(sum(counts) / len(counts) - (4 + 0.1 * 8)) < 0.3  # 200 draws: sd of the mean 0.06
+
+
+BIG_BATCH = dict(_layer(0), N=40)  # two draws of 40 samples at keep 0.5 agree with chance 2**-40
+
+
+def _rank_draws(rank: int, world: int, folder: str, text: str) -> None:
+    """One rank: GW drawn with a seed and with torch's generator seeded alike on every rank."""
+    torch.distributed.init_process_group("gloo", init_method=f"file://{folder}/store", rank=rank, world_size=world)
+    try:
+        module, values = tnc.parse(text).to_module(), _tensors(BIG_BATCH)
+        torch.manual_seed(0)
+        draws = [_call(module, "GW", values, seed) for seed in (3, None)]
+        torch.save(draws, f"{folder}/rank{rank}.pt")
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_ranks_draw_independently(tmp_path):
+    """Under torch.distributed rank r draws with the r-th number drawn from the seed (from a seed
+    drawn from torch's generator when there is none), so two ranks keep different slices."""
+    text = _text(BIG_BATCH, ["sample n in GW with keep=0.5"])
+    torch.multiprocessing.spawn(_rank_draws, args=(2, str(tmp_path), text), nprocs=2, join=True)
+    (seeded0, global0), (seeded1, global1) = (torch.load(tmp_path / f"rank{r}.pt") for r in range(2))
+    alone = _call(tnc.parse(text).to_module(), "GW", _tensors(BIG_BATCH), 3)
+    assert torch.equal(seeded0, alone)  # rank 0's seed is the seed itself
+    assert not torch.equal(seeded0, seeded1) and not torch.equal(global0, global1)
+
+
 @pytest.mark.parametrize(
     "statement, message",
     [
@@ -143,7 +190,9 @@ def test_a_seed_repeats_the_draw_and_the_kept_slices_are_fewer(monkeypatch):
         ("sample i1 in X with keep=0.5", "'X' is not defined by an equation"),
         ("sample i1 in GW with keep=1.5", "keep must be a number in (0, 1], not 3/2"),
         ("sample i1 in GW with keep=0.5, by=W", "by=W: 'W' carries no leg 'i1' in the definition of 'GW'"),
-        ("sample i1 in GW with p=0.5", "unknown argument 'p' of sample; it takes keep, by"),
+        ("sample i1 in GW with p=0.5", "unknown argument 'p' of sample; it takes keep, by, min"),
+        ("sample i1 in GW with keep=0.5, min=0", "min must be a positive integer, the fewest slices kept, not 0"),
+        ("sample i1 in GW with keep=0.5, min=1.5", "min must be a positive integer, the fewest slices kept, not 3/2"),
         ("sample i1 of GW with keep=0.5", "expected 'in' here: sample LEG in TENSOR with keep=P"),
     ],
 )

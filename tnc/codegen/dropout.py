@@ -3,8 +3,8 @@ sampled leg, then take them from every tensor that carries the leg.
 
 The functions (and ``forward``) of a program with sampled legs take ``seed=None``: an integer
 makes the draw reproducible (a ``torch.Generator`` seeded with it, on the inputs' device),
-``None`` draws from torch's global generator. Under ``torch.distributed`` every rank draws from
-its own generator, so with a seed pass a different one per rank to draw independently.
+``None`` draws from torch's global generator. Under ``torch.distributed`` each rank draws its own
+slices (its seed offset by the rank).
 """
 
 from __future__ import annotations
@@ -16,9 +16,18 @@ from tnc.ir.program import Kept, Program, Selection
 SAMPLING = '''
 
 def _generator(seed, device):
-    """A generator seeded with ``seed`` on ``device``; None (torch's global one) without a seed."""
-    if seed is None:
+    """A generator for this call's draw: seeded with ``seed``, or torch's global generator when
+    there is none. Under ``torch.distributed`` rank 0 uses ``seed`` and rank ``r`` the ``r``-th
+    number drawn from it (a seed drawn from torch's generator first when there is none), so the
+    ranks draw independently, also when every rank seeded torch alike, and reproducibly."""
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    if seed is None and not distributed:
         return None
+    if seed is None:
+        seed = int(torch.randint(2**62, (1,)))
+    rank = torch.distributed.get_rank() if distributed else 0
+    if rank:
+        seed = int(torch.randint(2**62, (rank,), generator=torch.Generator().manual_seed(seed))[-1])
     return torch.Generator(device=device).manual_seed(seed)
 
 
@@ -43,16 +52,26 @@ def _probabilities(norms: torch.Tensor, expected: float) -> torch.Tensor:
     return p.clamp(max=1)
 
 
-def _keep(size: int, keep: float, norms, generator, device, dtype):
-    """The indices of the kept slices of a leg of ``size`` (each kept independently with
-    probability p: ``keep``, or proportional to ``norms`` with ``keep * size`` expected) and their
-    weights 1/p."""
-    p = torch.full((size,), keep, device=device, dtype=dtype)
+def _keep(size: int, keep: float, norms, minimum: int, generator, device, dtype):
+    """The indices of the kept slices of a leg of ``size`` and their weights 1/p. Each slice is
+    kept independently with probability ``keep``, or proportional to ``norms`` (``keep * size``
+    expected). With a ``minimum``, that many are kept surely (the largest by ``norms``, else
+    chosen uniformly) and each of the rest as before (``keep * (size - minimum)`` expected); a
+    uniformly chosen slice is then kept with p = (minimum + keep * (size - minimum)) / size."""
+    minimum = min(minimum, size)
+    p = torch.full((size,), keep, device=device, dtype=dtype)  # each slice's chance in the draw
+    sure = torch.zeros(size, device=device, dtype=torch.bool)
     if norms is not None and float(norms.sum()) > 0:
-        p = _probabilities(norms.to(dtype), keep * size)
+        sure[torch.topk(norms, minimum).indices] = True
+        p = _probabilities(norms.to(dtype).masked_fill(sure, 0), keep * (size - minimum))
+        included = p.masked_fill(sure, 1)
+    else:
+        if minimum:
+            sure[torch.randperm(size, generator=generator, device=device)[:minimum]] = True
+        included = p * (1 - minimum / size) + minimum / size
     draw = torch.rand(size, generator=generator, device=device, dtype=dtype)
-    kept = torch.nonzero(draw < p).flatten()
-    return kept, 1 / p[kept]
+    kept = torch.nonzero((draw < p) | sure).flatten()
+    return kept, 1 / included[kept]
 '''
 
 
@@ -77,7 +96,8 @@ def draw_lines(program: Program, kept: list[Kept], value: Callable[[str], str], 
             selection, position = next((s, p) for s in program.selections.values() if s.source == k.sample.by for p, j in s.legs if j == k)
             norms = f"_norms({_view(program, selection, value, expr)}, {position})"
         size = expr(program.size(k.sample.leg))
-        lines.append(f"_{k.index}, {py(k.weights)} = _keep({size}, {k.sample.keep!r}, {norms}, _rng, {device}, {dtype})")
+        keep = f"{k.sample.keep!r}, {norms}, {k.sample.minimum}"
+        lines.append(f"_{k.index}, {py(k.weights)} = _keep({size}, {keep}, _rng, {device}, {dtype})")
     return lines
 
 

@@ -94,4 +94,5 @@ def to_tn(program: Program, header: str | None = None) -> str:
 def sample_text(name: str, sample: Sample) -> str:
     """The ``sample`` statement of a leg of ``name``."""
     by = f", by={sample.by}" if sample.by else ""
-    return f"sample {sample.leg} in {name} with keep={sample.keep!r}{by}"
+    minimum = f", min={sample.minimum}" if sample.minimum else ""
+    return f"sample {sample.leg} in {name} with keep={sample.keep!r}{by}{minimum}"

@@ -591,7 +591,7 @@ class TorchGenerator:
         out("")
         out("    @staticmethod")
         out(f"    def backward(ctx, {py(seed)}):")
-        out(f"        {''.join(f'{py(a)}, ' for a in needed)}*draw = ctx.saved_tensors")
+        out(f"        {''.join(f'{py(a)}, ' for a in needed)}*draw = ctx.saved_tensors" if needed else "        draw = ctx.saved_tensors")
         grads = []
         for a in args:
             if a == wrt:

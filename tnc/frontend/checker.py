@@ -20,7 +20,7 @@ from tnc.frontend.sampling import check_sample, sample_options
 from tnc.ir import functions
 from tnc.ir.network import Factor, Kind, Network, Product, Term, Window, axes_text
 from tnc.ir.pattern import ConvPattern
-from tnc.ir.program import Program, Tensor
+from tnc.ir.program import Program, Sample, Tensor
 from tnc.ir.sizes import quotient, same
 from tnc.limits import MAX_CHAIN, MAX_EXPONENT, MAX_VALUE
 from tnc.passes.deltas import DELTA, ones
@@ -158,7 +158,7 @@ class Checker:
         self.chained_forms: list[tuple[str, str, str, str | None]] = []  # G = grad(L, W): for reverse mode
         self.placeholders: dict[sympy.Symbol, ast.IndexSize] = {}  # |i| -> where it was first written
         self.concatenation = Concatenation(self)
-        self.samples: list[tuple[ast.SampleDecl, float, str | None]] = []
+        self.samples: list[tuple[ast.SampleDecl, Sample]] = []
 
     def error(self, span: Span, message: str, *notes: Note) -> None:
         self.errors.append(Diagnostic(span, message, tuple(notes)))
@@ -290,8 +290,8 @@ class Checker:
             self.errors.sort(key=lambda d: (d.span.line, d.span.column))
             raise TncError(self.source, self.errors)
         chain_in_file(self.program, self.chained_forms)
-        for decl, keep, by in self.samples:  # once the file's derivatives are defined
-            sample = check_sample(self, decl, keep, by)
+        for decl, options in self.samples:  # once the file's derivatives are defined
+            sample = check_sample(self, decl, options)
             if sample is not None:
                 self.program.samples[decl.tensor.text] = self.program.samples.get(decl.tensor.text, ()) + (sample,)
         if self.errors:
@@ -302,7 +302,7 @@ class Checker:
     def sample_decl(self, decl: ast.SampleDecl) -> None:
         options = sample_options(self, decl)
         if options is not None:
-            self.samples.append((decl, *options))
+            self.samples.append((decl, options))
 
     def check_chains(self) -> None:
         """Refuse a definition that depends on more than :data:`MAX_CHAIN` chained definitions."""

@@ -1,10 +1,10 @@
-"""``sample LEG in TENSOR with keep=P[, by=OPERAND]``: tensor dropout, checked.
+"""``sample LEG in TENSOR with keep=P[, by=OPERAND][, min=M]``: tensor dropout, checked.
 
 The statement marks a leg that ``TENSOR``'s definition sums over (after the file's own
 derivatives are formed, so ``G = vjp(Y, W, V)`` can be sampled). It is refused, with the reason,
 where the estimate would not be one: an open leg (sampling it drops entries of the result), a leg
 the definition does not sum over, a leg of a delta, a keep probability outside (0, 1], ``by``
-naming no operand that carries the leg.
+naming no operand that carries the leg, a minimum that is not a positive integer.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from tnc.ir.program import Sample
 if TYPE_CHECKING:
     from tnc.frontend.checker import Checker
 
-ARGUMENTS = ("keep", "by")
+ARGUMENTS = ("keep", "by", "min")
 
 
-def sample_options(checker: Checker, decl: ast.SampleDecl) -> tuple[float, str | None] | None:
-    """The keep probability and the ``by`` operand of a statement (None after an error)."""
+def sample_options(checker: Checker, decl: ast.SampleDecl) -> Sample | None:
+    """The statement's leg and options, not yet checked against the tensor (None after an error)."""
     for word, expected in zip(decl.words, ("in", "with")):
         if word.text != expected:
             checker.error(word.span, f"expected '{expected}' here: sample LEG in TENSOR with keep=P")
@@ -53,13 +53,22 @@ def sample_options(checker: Checker, decl: ast.SampleDecl) -> tuple[float, str |
     if not keep.is_number or not 0 < keep <= 1:
         checker.error(given["keep"].span, f"keep must be a number in (0, 1], not {keep}")
         return None
-    return float(keep), by.name if by is not None else None
+    minimum = 0
+    if "min" in given:
+        value = checker.scalar(given["min"], what="min")
+        if value is None:
+            return None
+        if not value.is_Integer or value < 1:
+            checker.error(given["min"].span, f"min must be a positive integer, the fewest slices kept, not {value}")
+            return None
+        minimum = int(value)
+    return Sample(decl.leg.text, float(keep), by.name if by is not None else None, minimum, decl.span)
 
 
-def check_sample(checker: Checker, decl: ast.SampleDecl, keep: float, by: str | None) -> Sample | None:
+def check_sample(checker: Checker, decl: ast.SampleDecl, sample: Sample) -> Sample | None:
     """The statement as a :class:`~tnc.ir.program.Sample` of its tensor, once every definition
     (derivatives included) exists; None after an error."""
-    program, leg, name = checker.program, decl.leg.text, decl.tensor.text
+    program, leg, name, by = checker.program, sample.leg, decl.tensor.text, sample.by
     network = program.definitions.get(name)
     if network is None or program.tensors[name].function:
         what = f"'{name}' is not a defined tensor" if name not in program.tensors else f"'{name}' is not defined by an equation"
@@ -82,7 +91,7 @@ def check_sample(checker: Checker, decl: ast.SampleDecl, keep: float, by: str | 
     if any(s.leg == leg for s in program.samples.get(name, ())):
         checker.error(decl.leg.span, f"'{leg}' of '{name}' is sampled twice")
         return None
-    return Sample(leg, keep, by, decl.span)
+    return sample
 
 
 __all__ = ["check_sample", "sample_options"]

@@ -29,12 +29,14 @@ class Tensor:
 
 @dataclass(frozen=True)
 class Sample:
-    """Tensor dropout on a summed leg of a definition (``sample LEG in T with keep=P, by=A``):
-    each slice kept with probability ``keep`` (by ``A``'s slice norms, when given), rescaled."""
+    """Tensor dropout on a summed leg of a definition (``sample LEG in T with keep=P, by=A, min=M``):
+    each slice kept with probability ``keep`` (by ``A``'s slice norms, when given), rescaled;
+    ``minimum`` slices kept surely (0: none)."""
 
     leg: str
     keep: float
     by: str | None = None
+    minimum: int = 0
     span: Span | None = None
 
 

@@ -249,3 +249,30 @@ def test_sampled_layer_saves_only_the_kept_rows():
         assert len(rows) == 1  # X's kept rows: [N, C, kept, ...]
         fractions.append(rows[0].numel() / X.numel())
     assert abs(sum(fractions) / len(fractions) - 0.25) < 0.05  # 40 draws of 40 rows: sd of the mean 0.01
+
+
+def test_cost_prices_the_sampled_code_at_the_expected_count():
+    """tnc cost shows what the generated code costs over the kept slices (its comment's formula),
+    valued at the expected number kept: min surely, keep of the rest."""
+    from tnc.cost.report import cost_text
+
+    layer = dict(_layer(2), I=[20] * _layer(2)["dim"])
+    net = tnc.parse(_text(layer, ["sample i1 in GW with keep=0.25, min=2"]))
+    comment = re.search(r"def _eval_GW\(.*?term 1 costs (.*?) FLOPs", net.to_torch_source(), re.S).group(1)
+    report = cost_text(net.program)
+    assert "sampled: i1 (size 20) kept with keep=0.25, min=2: kept_i1 = 6.5 expected" in report
+    assert re.search(r"FLOPs: +" + re.escape(comment) + r"  \(= [0-9,]+ at .*kept_i1 expected\)", report)
+
+
+def test_sampled_layer_without_other_gradients():
+    """A file with only the forward tensor and its sampled weight gradient: nothing but the
+    draw is saved, X gets no gradient."""
+    layer = _layer(4)
+    text = _text(layer, ["sample i1 in GW with keep=0.5"]).replace("\nY[", "\noutput Y[")
+    text = "\n".join(line for line in text.splitlines() if not line.startswith(("output GX", "output Z")))
+    module, values = tnc.parse(text).to_module(), _tensors(layer)
+    X, W = values["X"].clone().requires_grad_(), values["W"].clone().requires_grad_()
+    Y = module.SampledGW.apply(X, W, 0)
+    Y.backward(values["V"])
+    torch.testing.assert_close(Y, values["Y"], rtol=1e-10, atol=1e-10)
+    assert X.grad is None and W.grad.shape == W.shape

@@ -13,7 +13,8 @@ default), the weight gradient of each convolution is estimated by tnc's sampled 
 Each keeps a fraction P of the input that the backward pass reads, so 1 - P of it need not be
 stored. The error is ``|G_est - G| / |G|`` (Frobenius), the mean over ``--draws`` seeded draws,
 for inputs that are Gaussian noise and for the digits bundled with scikit-learn (upsampled to
-32×32, the layer inputs of an untrained All-CNN-C, the output gradients of its cross-entropy).
+32×32, the layer inputs of All-CNN-C and the output gradients of its cross-entropy), once with the
+network untrained and once after ``--train-steps`` of Adam on other digits (``digits, trained``).
 The timing table compares the sampled weight VJP with the exact one (``torch.autograd.grad`` of
 ``F.conv2d``). Last, a small CNN trains on the digits with SGD whose conv weight gradients are
 the sampled ones (spatial rows, keep 0.5 and 0.25), against exact gradients, from the same
@@ -72,15 +73,47 @@ def source(row: int, width: float, batch: int, leg: str, keep: float) -> str:
 
 
 def all_cnn_c(width: float) -> nn.Sequential:
+    """The six conv layers with ReLU (He-initialised, zero bias: with PyTorch's default
+    initialisation the signal fades and SGD barely moves in 100 steps), then a linear classifier."""
     layers: list[nn.Module] = []
     for row, (_, _, k, s, p, _) in ROWS.items():
         c_in, c_out = _channels(row, width)
-        layers += [nn.Conv2d(c_in, c_out, k, s, p), nn.ReLU()]
+        conv = nn.Conv2d(c_in, c_out, k, s, p)
+        nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+        nn.init.zeros_(conv.bias)
+        layers += [conv, nn.ReLU()]
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(_channels(11, width)[1], 10))
 
 
-def layer_data(kind: str, width: float, batch: int) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
-    """Per row: the layer's input X and output gradient V, from noise or from the digits."""
+def _digits(start: int, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``count`` digits from ``start`` on, upsampled to 3×32×32, and their labels."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = torch.tensor(digits.images[start : start + count], dtype=torch.float32)[:, None] / 16
+    images = F.interpolate(images, size=32, mode="bilinear").expand(-1, 3, -1, -1).contiguous()
+    return images, torch.tensor(digits.target[start : start + count])
+
+
+def _trained(model: nn.Sequential, steps: int, batch: int) -> float:
+    """Adam on the digits after the first 256 (never those measured): the mean loss of the last
+    10 steps."""
+    images, labels = _digits(256, 1024)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    generator, losses = torch.Generator().manual_seed(1), [float("nan")]
+    for _ in range(steps):
+        chosen = torch.randint(len(images), (batch,), generator=generator)
+        loss = F.cross_entropy(model(images[chosen]), labels[chosen])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    return sum(losses[-10:]) / len(losses[-10:])
+
+
+def layer_data(kind: str, width: float, batch: int, train_steps: int = 0) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
+    """Per row: the layer's input X and output gradient V, from noise or from the digits
+    (``digits, trained``: after ``train_steps`` of Adam)."""
     generator = torch.Generator().manual_seed(0)
     if kind == "noise":
         data = {}
@@ -89,13 +122,11 @@ def layer_data(kind: str, width: float, batch: int) -> dict[int, tuple[torch.Ten
             out = (size + 2 * p - k) // s + 1
             data[row] = (torch.randn(batch, c_in, size, size, generator=generator), torch.randn(batch, c_out, out, out, generator=generator))
         return data
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    images = torch.tensor(digits.images[:batch], dtype=torch.float32)[:, None] / 16
-    images = F.interpolate(images, size=32, mode="bilinear").expand(-1, 3, -1, -1).contiguous()
+    images, labels = _digits(0, batch)
     torch.manual_seed(0)
     model = all_cnn_c(width)
+    if kind == "digits, trained":
+        print(f"All-CNN-C trained {train_steps} steps: loss {_trained(model, train_steps, 32):.3f}", flush=True)
     inputs, outputs = {}, {}
     convs = [m for m in model if isinstance(m, nn.Conv2d)]
     def keep(row: int):
@@ -108,7 +139,7 @@ def layer_data(kind: str, width: float, batch: int) -> dict[int, tuple[torch.Ten
 
     for row, conv in zip(ROWS, convs):
         conv.register_forward_hook(keep(row))
-    loss = F.cross_entropy(model(images), torch.tensor(digits.target[:batch]))
+    loss = F.cross_entropy(model(images), labels)
     loss.backward()
     return {row: (inputs[row], outputs[row].grad.detach()) for row in ROWS}
 
@@ -189,16 +220,17 @@ def plot(rows: list[dict], path: Path) -> None:
     plt = pyplot()
     if plt is None:
         return
-    kinds = sorted({r["data"] for r in rows})
+    kinds = list(dict.fromkeys(r["data"] for r in rows))
     figure, axes = plt.subplots(1, len(kinds), figsize=(5 * len(kinds), 3.6), squeeze=False)
     for ax, kind in zip(axes[0], kinds):
         for leg, style in zip(LEGS, ("o-", "s--", "^:")):
-            mean = [sum(r["errors"][leg][str(keep)] for r in rows if r["data"] == kind) / len(ROWS) for keep in KEEPS]
+            chosen = [r for r in rows if r["data"] == kind]
+            mean = [sum(r["errors"][leg][str(keep)] for r in chosen) / len(chosen) for keep in KEEPS]
             ax.plot([1 - keep for keep in KEEPS], mean, style, label=leg)
         ax.set_xlabel("fraction of the stored input saved (1 - keep)")
         ax.set_ylabel("relative error of the weight gradient")
         ax.set_yscale("log")
-        ax.set_title(f"All-CNN-C layers, {kind} inputs (mean over layers)")
+        ax.set_title(f"All-CNN-C, {kind} (mean over layers)", fontsize=10)
         ax.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=110, metadata={"Software": None})
@@ -209,11 +241,12 @@ def report(rows: list[dict], args: argparse.Namespace) -> str:
     lines = [
         "# Tensor dropout: weight-gradient error against memory saved",
         "",
-        f"`python -m benchmarks.dropout` (All-CNN-C rows 6-11, width {args.width}, batch {args.batch}, float32, "
+        f"`python -m benchmarks.dropout` (All-CNN-C rows {', '.join(map(str, args.rows))}, width {args.width}, batch {args.batch}, float32, "
         f"{args.draws} draws, {torch.get_num_threads()} threads, torch {torch.__version__}, "
         f"{platform.processor() or platform.machine()}). Error: mean over draws of |G_est - G| / |G|; keep is the "
         "fraction of the stored input kept. Spatial: rows i1 sampled uniformly; batch: samples kept by the norms of "
-        "their inputs; channel: input channels dropped (classic channel dropout).",
+        "their inputs; channel: input channels dropped (classic channel dropout). Data: Gaussian noise, and the "
+        f"digits through All-CNN-C untrained and after {args.train_steps} Adam steps (batch 32) on other digits.",
         "",
         "| data | layer | leg | " + " | ".join(f"keep {k}" for k in KEEPS) + " |",
         "| --- | --- | --- | " + " | ".join("---:" for _ in KEEPS) + " |",
@@ -239,11 +272,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--draws", type=int, default=8)
     parser.add_argument("--steps", type=int, default=150, help="training steps on the digits")
+    parser.add_argument("--train-steps", type=int, default=120, help="Adam steps before the 'digits, trained' run")
+    parser.add_argument("--rows", type=lambda text: [int(r) for r in text.split(",")], default=list(ROWS), help="e.g. 6,9")
     parser.add_argument("--out", default=str(HERE))
     args = parser.parse_args(argv)
     rows = []
-    for kind in ("noise", "digits"):
-        for row, (X, V) in layer_data(kind, args.width, args.batch).items():
+    for kind in ("noise", "digits", "digits, trained"):
+        for row, (X, V) in layer_data(kind, args.width, args.batch, args.train_steps).items():
+            if row not in args.rows:
+                continue
             entry = {"data": kind, "row": row, "errors": {leg: {str(k): e for k, e in v.items()} for leg, v in errors(row, args, X, V).items()}}
             if kind == "noise":
                 entry["times"] = timing(row, args, X, V)

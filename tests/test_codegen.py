@@ -16,6 +16,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import tnc
 from tnc.cli.main import main
 from tnc.codegen.torch_module import to_torch_source
 from tnc.frontend import compile_source
@@ -576,3 +577,9 @@ def test_einsum_target_keeps_the_batch_letter(file: str, capsys) -> None:
     assert main(["compile", str(ROOT / "examples" / file), "--target", "einsum"]) == 0
     equations = [line for line in capsys.readouterr().out.splitlines() if "einsum(" in line]
     assert equations and all('einsum("n' in line or ',n' in line for line in equations), equations
+
+
+def test_einsum_text_writes_a_scalar_term_as_ones():
+    """A term that is a number alone has no einsum call: ``2 * ones([])`` (JSON: no operands)."""
+    net = tnc.parse("index n: 4, c: 3\ninput X[n, c]\noutput s[] = 2 + X[n, c] * X[n, c]\n")
+    assert net.to_einsum().splitlines()[1:3] == ["s = 2 * ones([])", 's += einsum("nc,nc->", X, X)']

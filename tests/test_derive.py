@@ -894,6 +894,24 @@ def test_printer_writes_size_division_back_in_the_language():
     assert again.size("o") == 3
 
 
+SIZE_COEFFICIENTS = [  # (file, --size bindings): a coefficient holding |o| of free sizes
+    ("size N, I\nsize K = 3\nindex n: N, i: I, k: K\npattern P[i, o, k] = conv(stride=2)\ninput X[n, i]\n"
+     "output A[o, k] = (1/|o|) * X[n, i] * P[i, o, k]\n", None),
+    ("size N, I\nindex n: N, i: I, k: 2\npattern P[i, o, k] = conv(stride=3, padding=1)\ninput X[n, i]\n"
+     "output A[o, k] = (2/(N * |o| * |o|)) * X[n, i] * P[i, o, k] - |o| * X[n, i] * P[i, o, k]\n", None),
+    ((EXAMPLES / "kfac" / "factors.tn").read_text(), {"K": 3, "S": 2, "P": 1, "C": 4}),
+    ((EXAMPLES / "kfac" / "factors.tn").read_text(), {"K": 2, "S": 1, "P": 0, "C": 1}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("source, sizes", SIZE_COEFFICIENTS, ids=["stride-2", "two-terms", "factors-s2", "factors-s1"])
+def test_printer_writes_index_sizes_in_coefficients_back(source, sizes):
+    """A floor in a coefficient (from |o| of free sizes) prints as |o|, which parses again."""
+    printed = to_tn(compile_source(source, "sizes.tn", sizes))
+    assert "floor" not in printed
+    assert to_tn(compile_source(printed, "sizes.printed.tn")) == printed
+
+
 def test_derived_kfac_reduce_compiles_again(tmp_path, capsys):
     out = tmp_path / "kfac_reduce_vjp.tn"
     assert main(["derive", str(EXAMPLES / "kfac_reduce.tn"), "--wrt", "X", "--vjp", "V", "-o", str(out)]) == 0

@@ -160,7 +160,8 @@ def to_text(program: Program) -> str:
         if not output.terms:
             lines.append(f"{output.name} = zeros([{', '.join(_sizes(program, axes))}])")
         for position, term in enumerate(output.terms):
-            call = f'einsum("{term.equation}", {", ".join(op.name for op in term.operands)})'
+            operands = ", ".join(op.name for op in term.operands)
+            call = f'einsum("{term.equation}", {operands})' if operands else "ones([])"  # a scalar term
             # parse with the program's symbols: plain sympify reads N, S, I, E, O, Q as sympy objects
             coefficient = sympy.sympify(term.coefficient, locals=dict(program.symbols))
             lines.append(_line(output.name, position == 0, coefficient, call))

@@ -35,8 +35,21 @@ def _broadcast(factor: Factor, product: Product, legs: set[str]) -> bool:
     return _is_ones(factor) and factor.legs[0] in legs and len(product.carriers(factor.legs[0])) == 1
 
 
-def network_text(network: Network) -> str:
-    """``c1 * A[...] * B[...] - c2 * C[...]``; an empty sum is ``0``."""
+def coefficient_text(coefficient: sympy.Expr, sizes: dict[sympy.Expr, str] | None = None) -> str:
+    """A coefficient in ``.tn`` syntax. A coefficient divides exactly, so a floor in it (from an
+    index size such as ``|o|``) is written as that index's size, found in ``sizes``."""
+    if not sizes or not coefficient.atoms(sympy.floor):
+        return str(coefficient)
+    names = {size: sympy.Symbol(f"__size{n}") for n, size in enumerate(sizes)}
+    text = str(coefficient.subs(names))
+    for size, placeholder in names.items():
+        text = text.replace(str(placeholder), sizes[size])
+    return text
+
+
+def network_text(network: Network, sizes: dict[sympy.Expr, str] | None = None) -> str:
+    """``c1 * A[...] * B[...] - c2 * C[...]``; an empty sum is ``0``; ``sizes`` spells the index
+    sizes that a coefficient holds (:func:`coefficient_text`)."""
     if not network.terms:
         return "0"
     parts = []
@@ -48,10 +61,11 @@ def network_text(network: Network) -> str:
         if negative:
             coefficient = -coefficient
         factors = " * ".join(factor_text(f) for f in term.product if not _broadcast(f, term.product, implicit))
+        text = coefficient_text(coefficient, sizes)
         if not factors:  # a scalar term, broadcast over every result leg
-            scale = f"{coefficient}" if coefficient.is_Integer or coefficient.is_Symbol else f"({scalar_text(coefficient)})"
+            scale = text if coefficient.is_Integer or coefficient.is_Symbol else f"({text})"
         else:
-            scale = "" if coefficient == 1 else (f"{coefficient} * " if coefficient.is_Integer else f"({coefficient}) * ")
+            scale = "" if coefficient == 1 else (f"{text} * " if coefficient.is_Integer else f"({text}) * ")
         sign = ("-" if negative else "") if position == 0 else (" - " if negative else " + ")
         parts.append(f"{sign}{scale}{factors}")
     return "".join(parts)
@@ -82,11 +96,12 @@ def to_tn(program: Program, header: str | None = None) -> str:
         elif tensor.kind is Kind.PATTERN:
             lines.append(f"pattern {name}[{axes_text(tensor.axes)}] = {tensor.pattern.arguments()}")
     lines.append("")
+    floors = {program.concrete(s): f"|{n}|" for n, s in indices if sympy.sympify(s).atoms(sympy.floor)}
     for name, network in program.definitions.items():
         if program.tensors[name].function:
             continue
         keyword = "output " if name in program.outputs else ""
-        lines.append(f"{keyword}{name}[{axes_text(network.axes)}] = {network_text(network)}")
+        lines.append(f"{keyword}{name}[{axes_text(network.axes)}] = {network_text(network, floors)}")
     lines += [sample_text(name, sample) for name, samples in program.samples.items() for sample in samples]
     return "\n".join(lines).rstrip() + "\n"
 

@@ -276,3 +276,27 @@ def test_sampled_layer_without_other_gradients():
     Y.backward(values["V"])
     torch.testing.assert_close(Y, values["Y"], rtol=1e-10, atol=1e-10)
     assert X.grad is None and W.grad.shape == W.shape
+
+
+def test_sampled_layer_module_trains_like_a_conv():
+    """Sampled<G>Layer holds W as a parameter: forward is the convolution, X's gradient exact,
+    W's the sampled one (unbiased over seeds, 5 standard errors), reproducible per seed."""
+    layer, module = _layer_module(12, "sample i1 in GW with keep=0.5")
+    values = _tensors(layer)
+    exact = _exact(layer, values)
+    conv = module.SampledGWLayer().double()
+    assert [name for name, _ in conv.named_parameters()] == ["W"]
+    with torch.no_grad():
+        conv.W.copy_(values["W"])
+    gradients = []
+    for seed in [*range(DRAWS), 0]:
+        X = values["X"].clone().requires_grad_()
+        conv.zero_grad()
+        Y = conv(X, seed=seed)
+        torch.testing.assert_close(Y, values["Y"], rtol=1e-10, atol=1e-10)
+        Y.backward(values["V"])
+        torch.testing.assert_close(X.grad, exact["GX"], rtol=1e-10, atol=1e-10)
+        gradients.append(conv.W.grad.clone())
+    assert torch.equal(gradients[0], gradients[-1])
+    draws = torch.stack(gradients[:-1])
+    assert ((draws.mean(0) - exact["GW"]).abs() <= 5 * draws.std(0) / DRAWS**0.5 + 1e-9).all()

@@ -602,6 +602,24 @@ class TorchGenerator:
             else:
                 grads.append("None")
         out(f"        return {', '.join(grads)}, None")
+        self.emit_dropout_layer(name, of, wrt, args)
+
+    def emit_dropout_layer(self, name: str, of: str, wrt: str, args: list[str]) -> None:
+        """``Sampled<name>Layer``: an nn.Module that holds the params of ``of`` and applies
+        ``Sampled<name>`` to its inputs, a drop-in layer whose weight gradient is sampled."""
+        out, py = self.lines.append, self.py
+        params = [self.program.tensors[a] for a in args if self.program.tensors[a].kind is Kind.PARAM]
+        inputs = [a for a in args if self.program.tensors[a].kind is not Kind.PARAM]
+        call = ", ".join(f"self.{self.attr(a)}" if self.program.tensors[a].kind is Kind.PARAM else py(a) for a in args)
+        out("")
+        out("")
+        out(f"class Sampled{py(name)}Layer(torch.nn.Module):")
+        out(f'    """{of} as a layer: forward({", ".join(py(a) for a in inputs)}, seed=None) is {of} exactly; in backward {wrt} gets')
+        out(f'    {name} with its sampled legs, from the kept slices alone (Sampled{py(name)})."""')
+        out("")
+        self.emit_init(params, [])
+        out(f"    def forward(self, {''.join(f'{py(a)}, ' for a in inputs)}seed=None):")
+        out(f"        return Sampled{py(name)}.apply({call}, seed)")
 
     def written_text(self, name: str) -> str:
         """The equation of ``name`` as the file writes it, then the legs it samples."""
@@ -745,6 +763,30 @@ class TorchGenerator:
             needed |= {self.sharding.size, self.sharding.total}
         return needed
 
+    def emit_init(self, params: list[Tensor], buffers: list[str]) -> None:
+        """A module's ``__init__`` (``params`` as nn.Parameters, then ``buffers``; free sizes of
+        the params as keywords) and its ``reset_parameters``."""
+        out = self.lines.append
+        init_sizes = sorted(self.symbols_in([p.name for p in params]), key=str)
+        init_args = "".join(f", {self.size_name(s)}: int" for s in init_sizes)
+        out(f"    def __init__(self{', *' if init_sizes else ''}{init_args}) -> None:")
+        out("        super().__init__()")
+        for p in params:
+            shape = self.shape(p.axes) if p.axes else "(())"  # torch.empty(()) is a scalar
+            out(f"        self.{self.attr(p.name)} = torch.nn.Parameter(torch.empty{shape})")
+        for line in buffers:
+            out(f"        {line}")
+        out("        self.reset_parameters()")
+        out("")
+        out("    def reset_parameters(self) -> None:")
+        out('        """Normal entries with variance 1 / fan-in (all axes but the first)."""')
+        if not params:
+            out("        pass")
+        for p in params:
+            fan_in = prod((self.program.axis_size(a) for a in p.axes[1:]), start=sympy.Integer(1))
+            out(f"        torch.nn.init.normal_(self.{self.attr(p.name)}, std={self.expr_atom(fan_in)} ** -0.5)")
+        out("")
+
     def emit_module(self) -> None:
         program = self.program
         params = [t for t in program.tensors.values() if t.kind is Kind.PARAM]
@@ -756,7 +798,6 @@ class TorchGenerator:
         params = [p for p in params if p.name in used]
         inputs = [t for t in inputs if t.name in used]
         patterns = [t for t in patterns if t.name in used]  # buffers, per the contract, even where a kernel replaced them
-        init_sizes = sorted(self.symbols_in([p.name for p in params]), key=str)
         out = self.lines.append
         name = self.namer("class", class_name(self.stem))
         returns = ", ".join(program.outputs)
@@ -768,25 +809,12 @@ class TorchGenerator:
         out(f"    forward({', '.join(t.name for t in inputs)}) returns {returns if len(program.outputs) == 1 else '(' + returns + ')'}.")
         out('    """')
         out("")
-        init_args = "".join(f", {self.size_name(s)}: int" for s in init_sizes)
-        out(f"    def __init__(self{', *' if init_sizes else ''}{init_args}) -> None:")
-        out("        super().__init__()")
-        for p in params:
-            shape = self.shape(p.axes) if p.axes else "(())"  # torch.empty(()) is a scalar
-            out(f"        self.{self.attr(p.name)} = torch.nn.Parameter(torch.empty{shape})")
-        for p in patterns:
-            if self.is_concrete_pattern(p):
-                out(f'        self.register_buffer("{self.attr(p.name)}", {self.pattern_call(p, "None", "torch.get_default_dtype()")}.clone(), persistent=False)')
-        out("        self.reset_parameters()")
-        out("")
-        out("    def reset_parameters(self) -> None:")
-        out('        """Normal entries with variance 1 / fan-in (all axes but the first)."""')
-        if not params:
-            out("        pass")
-        for p in params:
-            fan_in = prod((self.program.axis_size(a) for a in p.axes[1:]), start=sympy.Integer(1))
-            out(f"        torch.nn.init.normal_(self.{self.attr(p.name)}, std={self.expr_atom(fan_in)} ** -0.5)")
-        out("")
+        buffers = [
+            f'self.register_buffer("{self.attr(p.name)}", {self.pattern_call(p, "None", "torch.get_default_dtype()")}.clone(), persistent=False)'
+            for p in patterns
+            if self.is_concrete_pattern(p)
+        ]
+        self.emit_init(params, buffers)
         kept = drawn_in(program, order)
         needed = self.needed_sizes(order) | self.symbols_in(sources_of(self.program, kept))
         needed |= self.symbols_in([p.name for p in patterns if not self.is_concrete_pattern(p)])

@@ -119,7 +119,9 @@ def test_sampling_the_weight_gradient_leaves_the_others_exact():
 def test_a_seed_repeats_the_draw_and_the_kept_slices_are_fewer(monkeypatch):
     layer = dict(_layer(0), I=[40] * _layer(0)["dim"])
     text = _text(layer, ["sample i1 in GW with keep=0.25"])
-    assert "index_select(2, _kept_i1)" in tnc.parse(text).to_torch_source()
+    source = tnc.parse(text).to_torch_source()
+    assert "index_select(2, _kept_i1)" in source and "_through_rows(V, 2, _kept_i1" in source
+    assert "P1_kept" not in source  # the pattern's kept rows are read by indexing V, never built
     module = tnc.parse(text).to_module()
     values = _tensors(layer)
     first, again, other = (_call(module, "GW", values, s) for s in (7, 7, 8))
@@ -300,3 +302,19 @@ def test_sampled_layer_module_trains_like_a_conv():
     assert torch.equal(gradients[0], gradients[-1])
     draws = torch.stack(gradients[:-1])
     assert ((draws.mean(0) - exact["GW"]).abs() <= 5 * draws.std(0) / DRAWS**0.5 + 1e-9).all()
+
+
+@pytest.mark.parametrize(
+    "I, K, stride, left, right, dilation",
+    [(9, 3, 1, 1, 1, 1), (9, 3, 2, 1, 1, 1), (10, 3, 2, 0, 1, 2), (8, 2, 3, 2, 0, 1), (7, 4, 1, 3, 0, 2), (5, 1, 2, 0, 0, 1)],
+)
+def test_reading_through_kept_rows_is_the_pattern_contraction(I, K, stride, left, right, dilation):
+    """sum_o P[rows, o, k] * D[a, o, b] == _through_rows(D, 1, rows, ...) for a direct P."""
+    module = tnc.parse(_text(_layer(0), ["sample i1 in GW with keep=0.5"])).to_module()
+    O = (I + left + right - dilation * (K - 1) - 1) // stride + 1
+    i, o, k = torch.arange(I)[:, None, None], torch.arange(O)[None, :, None], torch.arange(K)[None, None, :]
+    pattern = (i == stride * o + dilation * k - left).double()
+    rows = torch.tensor(sorted(random.Random(I * K).sample(range(I), I // 2 + 1)))
+    D = torch.randn(2, O, 3, dtype=torch.float64)
+    expected = torch.einsum("jok,aob->ajkb", pattern[rows], D)
+    torch.testing.assert_close(module._through_rows(D, 1, rows, O, K, stride, left, dilation), expected, rtol=0, atol=0)

@@ -52,6 +52,17 @@ def _probabilities(norms: torch.Tensor, expected: float) -> torch.Tensor:
     return p.clamp(max=1)
 
 
+def _through_rows(tensor: torch.Tensor, axis: int, rows, O: int, K: int, stride: int, left: int, dilation: int):
+    """``tensor`` read through the kept rows of a pattern P[i, o, k]: its axis ``axis`` (o)
+    becomes two, the kept row j and k, holding the slice o = (rows[j] + left - dilation*k) / stride
+    where that is a whole number in [0, O), else zeros."""
+    shifted = rows[:, None] + left - dilation * torch.arange(K, device=rows.device)
+    valid = (shifted % stride == 0) & (shifted >= 0) & (shifted < stride * O)
+    taken = tensor.index_select(axis, torch.where(valid, shifted // stride, 0).flatten())
+    mask = valid.to(tensor.dtype).view(valid.shape + (1,) * (tensor.dim() - axis - 1))
+    return taken.unflatten(axis, valid.shape) * mask
+
+
 def _keep(size: int, keep: float, norms, minimum: int, generator, device, dtype):
     """The indices of the kept slices of a leg of ``size`` and their weights 1/p. Each slice is
     kept independently with probability ``keep``, or proportional to ``norms`` (``keep * size``
@@ -112,7 +123,9 @@ def selection_lines(program: Program, kept: list[Kept], value: Callable[[str], s
     for name, selection in selections_of(program, kept).items():
         if sources is None or selection.source in sources:
             text = _view(program, selection, value, expr)
-            for position, k in selection.legs:
+            if selection.through is not None:
+                text = _through(program, selection, text, expr)
+            for position, k in selection.legs if selection.through is None else ():
                 text += f".index_select({position}, _{k.index})"
             lines.append(f"{py(name)} = {text}")
     return lines
@@ -127,6 +140,15 @@ def selections_of(program: Program, kept: list[Kept]) -> dict[str, Selection]:
     """The SAMPLED tensors whose every sampled leg is among ``kept``."""
     drawn = {k.index for k in kept}
     return {n: s for n, s in program.selections.items() if all(k.index in drawn for _, k in s.legs)}
+
+
+def _through(program: Program, selection: Selection, text: str, expr) -> str:
+    """``text`` read through the kept rows of the pattern ``selection.through``."""
+    tensor = program.tensors[selection.through]
+    _, O, K = program.pattern_sizes(tensor.name)
+    ((position, k),) = selection.legs
+    left, pattern = tensor.pattern.pads(K)[0], tensor.pattern
+    return f"_through_rows({text}, {position}, _{k.index}, {expr(O)}, {expr(K)}, {pattern.stride}, {expr(left)}, {pattern.dilation})"
 
 
 def _view(program: Program, selection: Selection, value: Callable[[str], str], expr) -> str:

@@ -54,11 +54,14 @@ class Kept:
 @dataclass(frozen=True)
 class Selection:
     """A SAMPLED tensor: the slices of ``source`` kept along each ``(storage axis, Kept)`` of its
-    view with the grouped axes that hold a sampled leg split (``unflatten``: position, legs)."""
+    view with the grouped axes that hold a sampled leg split (``unflatten``: position, legs).
+    With ``through``, the one axis is the pattern's output leg instead, read through the pattern's
+    kept rows: it becomes two axes, the kept rows and the kernel leg (:mod:`tnc.passes.sampling`)."""
 
     source: str
     legs: tuple[tuple[int, Kept], ...]
     unflatten: tuple[tuple[int, tuple[str, ...]], ...] = ()
+    through: str | None = None  # a pattern: its one leg's axis (output) read through the kept rows
 
 
 @dataclass

@@ -11,6 +11,13 @@ estimate of the sum over all of them (with ``p_j = 1`` it is the sum). Its varia
 ``sum_j (1/p_j - 1) * term_j**2`` per entry of the result (slices drawn independently), least
 for a given expected number kept when ``p_j`` follows the size of ``term_j`` (``by=``).
 
+Where a kept pattern's output leg ``o`` is summed and read by one other tensor ``D`` alone, the
+two are contracted by indexing instead (:func:`_through_rows`): the kept row ``i_j`` of
+``P[i, o, k]`` has a 1 only at ``o = (i_j + left - dilation*k) / stride`` (where that is a whole
+number in range), so ``sum_o P[i_j, o, k] * D[..., o, ...]`` is ``D`` read at that ``o``, zero
+elsewhere: a SAMPLED tensor ``D[..., j, k, ...]``, no FLOPs, and the contraction that is left
+runs over the kept rows only.
+
 Rewrites never touch a sampled definition (:func:`tnc.passes.simplify.simplify`), so the leg is
 still there when code is generated; this pass runs first in the PyTorch code generator.
 """
@@ -65,10 +72,45 @@ def _drawn(program: Program, network: Network, kept: list[Kept]) -> Network:
     by_leg = {k.sample.leg: k for k in kept}
     terms = []
     for term in network.terms:
-        factors = [_selected(program, f, by_leg) for f in term.product]
+        factors = _through_rows(program, list(term.product), network.legs, by_leg)
+        factors = [_selected(program, f, by_leg) for f in factors]
         factors += [Factor(k.weights, Kind.SAMPLED, ((k.index,),)) for k in kept]
         terms.append(Term(term.coefficient, Product(factors)))
     return Network(network.axes, terms, network.cut)
+
+
+def _through_rows(program: Program, factors: list[Factor], open_legs: tuple[str, ...], by_leg: dict[str, Kept]) -> list[Factor]:
+    """``factors`` with each pattern whose input leg is sampled and whose output leg is summed and
+    carried by exactly one plain axis of one other tensor replaced, with that tensor, by the
+    tensor read through the pattern's kept rows (module docstring)."""
+    for pattern in [f for f in factors if f.kind is Kind.PATTERN and _readable(program, f, by_leg)]:
+        (_,), (o,), (k,) = pattern.axes
+        others = [f for f in factors if f is not pattern and o in f.legs]
+        if o in open_legs or len(others) != 1 or others[0].kind not in (Kind.INPUT, Kind.PARAM) or (o,) not in others[0].axes:
+            continue
+        data = others[0]
+        kept = by_leg[pattern.axes[0][0]]
+        if any(leg in by_leg or leg == kept.index for leg in data.legs) or k in data.legs:
+            continue
+        position = data.axes.index((o,))
+        axes = data.axes[:position] + ((kept.index,), (k,)) + data.axes[position + 1 :]
+        declared = program.tensors[data.tensor].axes
+        stored = declared[:position] + ((kept.index,), (program.tensors[pattern.tensor].axes[2][0],)) + declared[position + 1 :]
+        selection = Selection(data.tensor, ((position, kept),), through=pattern.tensor)
+        name = next((n for n, s in program.selections.items() if s == selection), None)
+        if name is None:
+            name = _fresh(program.tensors, f"{data.tensor}_through_{pattern.tensor}")
+            program.tensors[name] = Tensor(name, Kind.SAMPLED, stored)
+            program.selections[name] = selection
+        factors = [Factor(name, Kind.SAMPLED, axes) if f is data else f for f in factors if f is not pattern]
+    return factors
+
+
+def _readable(program: Program, factor: Factor, by_leg: dict[str, Kept]) -> bool:
+    """A plain pattern ``P[i, o, k]`` (each output reached from an input and kernel offset at most
+    once, so its rows can be inverted) whose input leg is sampled."""
+    pattern = program.tensors[factor.tensor].pattern
+    return not pattern.summed and len(factor.axes) == 3 and all(len(a) == 1 for a in factor.axes) and factor.axes[0][0] in by_leg
 
 
 def _selected(program: Program, factor: Factor, by_leg: dict[str, Kept]) -> Factor:

@@ -4,7 +4,7 @@ sampled leg, then take them from every tensor that carries the leg.
 The functions (and ``forward``) of a program with sampled legs take ``seed=None``: an integer
 makes the draw reproducible (a ``torch.Generator`` seeded with it, on the inputs' device),
 ``None`` draws from torch's global generator. Under ``torch.distributed`` each rank draws its own
-slices (its seed offset by the rank).
+slices (rank ``r`` seeds with the ``r``-th number drawn from the seed).
 """
 
 from __future__ import annotations

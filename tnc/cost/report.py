@@ -25,8 +25,8 @@ def _at(count: model.Count, expected: Expected) -> str:
     text = model.show(count)
     if isinstance(count, int) or not sympy.sympify(count).free_symbols:
         return text
-    free = sorted(count.free_symbols - set(expected), key=str)
-    at = ", ".join([f"{s}={model.PLANNING_SIZE}" for s in free] + [f"{s} expected" for s in sorted(count.free_symbols & set(expected), key=str)])
+    symbols = sorted(count.free_symbols, key=str)
+    at = ", ".join(f"{s} expected" if s in expected else f"{s}={model.PLANNING_SIZE}" for s in symbols)
     return f"{text}  (= {model.number(sympy.sympify(count).xreplace(expected)):,} at {at})"
 
 
@@ -38,10 +38,10 @@ def _expected(program: Program, kept: Kept) -> sympy.Expr:
 
 
 def _sampled_line(program: Program, kept: Kept, expected: Expected) -> str:
-    sample, size = kept.sample, model.show(program.size(kept.sample.leg))
-    count = expected[kept.size]
+    sample, size, count = kept.sample, model.show(program.size(kept.sample.leg)), expected[kept.size]
+    options = f"keep={sample.keep!r}" + (f", min={sample.minimum}" if sample.minimum else "")
     value = f"{int(count)}" if count.is_Integer else f"{float(count):.4g}"
-    return f"  sampled: {sample.leg} (size {size}) kept with keep={sample.keep!r}{f', min={sample.minimum}' if sample.minimum else ''}: {kept.size} = {value} expected"
+    return f"  sampled: {sample.leg} (size {size}) kept with {options}: {kept.size} = {value} expected"
 
 
 def _equation(step) -> str:

@@ -51,7 +51,8 @@ def _block(program: Program, factor: Factor, others: list[Factor], legs: tuple[s
     if factor.kind is not Kind.PATTERN or tensor is None or len(factor.axes) != 3:
         return None
     spec = tensor.pattern
-    if not isinstance(spec, ConvPattern) or spec.summed or spec.stride != 1 or spec.dilation != 1 or spec.output_padding:
+    if not isinstance(spec, ConvPattern) or spec.summed or spec.stride != 1 or spec.dilation != 1 or spec.output_padding\
+        or spec.padding_mode != "zeros":
         return None
     if not isinstance(spec.padding, tuple) or any(isinstance(axis, Window) for axis in factor.axes):
         return None

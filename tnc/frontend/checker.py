@@ -434,7 +434,7 @@ class Checker:
             self.broken.add(decl.name.text)
             return
         if pattern.output_padding and pattern.padding_mode != "zeros":
-            self.error(args["padding_mode"].span, TRANSPOSE_MODE.format(mode=pattern.padding_mode, why="output_padding is for one"))
+            self.error(args["padding_mode"].span, TRANSPOSE_MODE.format(mode=pattern.padding_mode, why="output_padding makes this one a transpose convolution's"))
             self.broken.add(decl.name.text)
             return
         tensor = self.declare_tensor(decl.name, Kind.PATTERN, decl.axes, decl.span)
@@ -927,9 +927,11 @@ class Checker:
             return self.unifier.assign(o.text, _Origin(value, o.span, f"the output size of pattern '{name}'"))
         if O is not None and I is None:
             if pattern.padding_mode != "zeros":
-                span = next(a.span for a in decl.args if a.name.text == "padding_mode")
-                self.error(span, TRANSPOSE_MODE.format(mode=pattern.padding_mode, why=f"the size of '{i.text}' follows from '{o.text}'"))
-                self.broken.add(name)
+                if not self.unifier.failed_class(i.text):  # else reported on an earlier round
+                    self.unifier.failed.add(i.text)
+                    span = next(a.span for a in decl.args if a.name.text == "padding_mode")
+                    why = f"the input size '{i.text}' is inferred from the output size '{o.text}'"
+                    self.error(span, TRANSPOSE_MODE.format(mode=pattern.padding_mode, why=why))
                 return False
             value = pattern.input_size(O, K)
             if self._too_small(value, i, f"input size of '{name}'", "output too small for the padding"):
@@ -978,8 +980,8 @@ class Checker:
 
 
 TRANSPOSE_MODE = (
-    "padding_mode={mode} is for a convolution, but {why} of a transpose convolution, which pads "
-    "only with zeros (as PyTorch's ConvTranspose)"
+    "padding_mode={mode} needs a convolution, but {why}: a transpose convolution pads only with "
+    "zeros (as PyTorch's ConvTranspose)"
 )
 
 

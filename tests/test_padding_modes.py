@@ -9,9 +9,13 @@ stride, dilation, padding (symmetric, asymmetric or same), one mode per case.
 
 from __future__ import annotations
 
+import os
 import random
+import subprocess
+import sys
 import types
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import sympy
@@ -260,3 +264,24 @@ def test_simplify_agrees_with_no_simplify(seed: int) -> None:
         values = dict(X=X, W=W, V=torch.randn_like(layer.conv(X, W), dtype=torch.float64).fill_(0.5))
         outputs.append(function(**{k: v for k, v in values.items() if k in function.__code__.co_varnames}))
     torch.testing.assert_close(outputs[1], outputs[0], **TOLERANCE)
+
+
+@pytest.mark.parametrize("wrt", ["W", "X"])
+def test_tnc_derive_of_reflect_example(wrt: str) -> None:
+    """``tnc derive examples/conv2d_reflect.tn --wrt W|X --vjp V``, both targets, against torch.func.vjp."""
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    command = [sys.executable, "-m", "tnc", "derive", str(root / "examples" / "conv2d_reflect.tn"), "--wrt", wrt, "--vjp", "V"]
+    derived = subprocess.run(command, capture_output=True, text=True, check=True, env=env).stdout
+    layer = torch.nn.Conv2d(6, 8, 3, stride=2, padding=1, groups=2, bias=False, padding_mode="reflect", dtype=torch.float64)
+    generator = torch.Generator().manual_seed(7)
+    X, W = torch.randn(N, 6, 9, 9, generator=generator, dtype=torch.float64), torch.randn(8, 3, 3, 3, generator=generator, dtype=torch.float64)
+    Y, pullback = vjp(lambda X, W: torch.func.functional_call(layer, {"weight": W}, (X,)), X, W)
+    V = torch.randn_like(Y)
+    expected = pullback(V)[0 if wrt == "X" else 1]
+    module = load(derived)
+    name = f"vjp_Y_{wrt}"
+    function = getattr(module, name)
+    values = {k: v for k, v in dict(X=X, W=W, V=V).items() if k in function.__code__.co_varnames}
+    torch.testing.assert_close(function(**values), expected, **TOLERANCE)
+    torch.testing.assert_close(einsum_target(derived, values)[name], expected, **TOLERANCE)

@@ -395,7 +395,7 @@ CASES = [
     case(
         "unknown-argument",
         "index i: 9, k: 3\npattern P[i, o, k] = conv(strde=2)\n",
-        "unknown argument 'strde' to conv; expected one of stride, padding, dilation, output_padding",
+        "unknown argument 'strde' to conv; expected one of stride, padding, dilation, output_padding, padding_mode",
         2,
         27,
     ),
@@ -458,6 +458,58 @@ CASES = [
         "output_padding must be smaller than the stride (2), got 2",
         2,
         37,
+    ),
+    case(
+        "padding-mode-unknown",
+        "index i: 9, k: 3\npattern P[i, o, k] = conv(padding=1, padding_mode=mirror)\n",
+        "padding_mode must be one of zeros, reflect, replicate, circular, not 'mirror'",
+        2,
+        51,
+    ),
+    case(
+        "padding-mode-number",
+        "index i: 9, k: 3\npattern P[i, o, k] = conv(padding=1, padding_mode=2)\n",
+        "padding_mode must be one of zeros, reflect, replicate, circular, not '2'",
+        2,
+        51,
+    ),
+    case(
+        "padding-mode-with-output-padding",
+        "index o: 3, k: 3\npattern P[i, o, k] = conv(stride=2, output_padding=1, padding_mode=reflect)\n",
+        "padding_mode=reflect needs a convolution, but output_padding makes this one a transpose convolution's: "
+        "a transpose convolution pads only with zeros (as PyTorch's ConvTranspose)",
+        2,
+        55,
+    ),
+    case(
+        "padding-mode-on-transpose",
+        "index o: 3, k: 3\npattern P[i, o, k] = conv(stride=2, padding=1, padding_mode=circular)\n"
+        "input Y[o]\nparam W[k]\noutput X[i] = Y[o] * P[i, o, k] * W[k]\n",
+        "padding_mode=circular needs a convolution, but the input size 'i' is inferred from the output size 'o': "
+        "a transpose convolution pads only with zeros (as PyTorch's ConvTranspose)",
+        2,
+        48,
+    ),
+    case(
+        "reflect-padding-not-below-input",
+        "index i: 3, k: 3\npattern P[i, o, k] = conv(padding=3, padding_mode=reflect)\ninput X[i]\noutput Y[o, k] = X[i] * P[i, o, k]\n",
+        "reflect padding must be smaller than the input size, but pattern 'P' pads (3, 3) an input of size 3",
+        2,
+        38,
+    ),
+    case(
+        "reflect-same-padding-not-below-input",
+        "index i: 2, k: 7\npattern P[i, o, k] = conv(padding=same, padding_mode=reflect)\ninput X[i]\noutput Y[o, k] = X[i] * P[i, o, k]\n",
+        "reflect padding must be smaller than the input size, but pattern 'P' pads (3, 3) an input of size 2",
+        2,
+        41,
+    ),
+    case(
+        "circular-padding-above-input",
+        "index i: 3, k: 3\npattern P[i, o, k] = conv(padding=(1, 4), padding_mode=circular)\ninput X[i]\noutput Y[o, k] = X[i] * P[i, o, k]\n",
+        "circular padding must be at most the input size, but pattern 'P' pads (1, 4) an input of size 3",
+        2,
+        43,
     ),
     case(
         "output-padding-negative",

@@ -54,6 +54,18 @@ def kfac_reduce_reference(X: torch.Tensor) -> torch.Tensor:
     return torch.stack([U.mean(-1).T @ U.mean(-1) / X.shape[0] for U in Us])
 
 
+def kfac_reduce_circular_reference(X: torch.Tensor) -> torch.Tensor:
+    """KFAC-reduce of the circularly padded input: F.pad(mode="circular"), then unfold."""
+    Us = unfold_per_group(F.pad(X, (0, 0, 1, 1), mode="circular"), 2, kernel_size=(3, 2), stride=(2, 1))
+    return torch.stack([U.mean(-1).T @ U.mean(-1) / X.shape[0] for U in Us])
+
+
+def conv2d_reflect_reference(X: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
+    """nn.Conv2d with padding_mode="reflect", its weight set to W."""
+    layer = torch.nn.Conv2d(6, 8, (3, 3), stride=2, padding=1, groups=2, bias=False, padding_mode="reflect", dtype=X.dtype)
+    return torch.func.functional_call(layer, {"weight": W}, (X,))
+
+
 def with_ones(U: torch.Tensor) -> torch.Tensor:
     """The unfolded input [N, C*K1*K2, O] augmented by a row of ones (the bias's input)."""
     return torch.cat([U, torch.ones(U.shape[0], 1, U.shape[-1], dtype=U.dtype)], dim=1)
@@ -165,6 +177,8 @@ CASES = [
     Case("kfac_reduce_bias.tn", {"X": (N, 4, 6, 5)}, kfac_reduce_bias_reference),
     Case("transpose_unfold.tn", {"Z": (N, 4, 4, 3)}, transpose_unfold_reference),
     Case("kfac_reduce_transpose.tn", {"Z": (N, 4, 4, 3)}, kfac_reduce_transpose_reference),
+    Case("conv2d_reflect.tn", {"X": (N, 6, 9, 9), "W": (8, 3, 3, 3)}, conv2d_reflect_reference),
+    Case("kfac_reduce_circular.tn", {"X": (N, 4, 6, 5)}, kfac_reduce_circular_reference),
     Case("ggn_gram.tn", {"S": (2, N, 4, 5, 4), "X": (N, 4, 5, 6)}, ggn_gram_reference),
 ]
 IDS = [case.file.removesuffix(".tn") for case in CASES]
@@ -198,13 +212,17 @@ def the_output(program) -> str:
     return program.outputs[0]
 
 
-def conv_pattern(I: int, O: int, K: int, stride: int, left: int, dilation: int) -> torch.Tensor:
-    """Π[i, o, k] = 1 where i = stride*o + dilation*k - left, 0 <= i < I (written out entry by entry)."""
+def conv_pattern(I: int, O: int, K: int, stride: int, left: int, dilation: int, right: int = 0, mode: str = "zeros") -> torch.Tensor:
+    """Π[i, o, k] = 1 where i = stride*o + dilation*k - left, 0 <= i < I (written out entry by entry);
+    with a padding mode, i is the position F.pad(mode=...) of the positions 0..I-1 reads there."""
     P = torch.zeros(I, O, K, dtype=torch.float64)
+    read = list(range(I))
+    if mode != "zeros":
+        read = F.pad(torch.arange(I, dtype=torch.float64).view(1, 1, I), (left, right), mode=mode).view(-1).long().tolist()
     for o, k in itertools.product(range(O), range(K)):
-        i = stride * o + dilation * k - left
-        if 0 <= i < I:
-            P[i, o, k] = 1
+        i = stride * o + dilation * k - (left if mode == "zeros" else 0)
+        if 0 <= i < len(read):
+            P[read[i], o, k] = 1
     return P
 
 
@@ -212,9 +230,10 @@ def evaluate_einsum_target(program, inputs: dict[str, torch.Tensor]) -> dict[str
     """Run the einsum target's terms: operands reshaped to their views, one torch.einsum per term."""
     values = dict(inputs)
     for row in pattern_parameters(program):
-        left, _ = row["padding"]
+        left, right = row["padding"]
         sizes = (int(row["input_size"]), int(row["output_size"]), int(row["kernel_size"]))
-        values[row["name"]] = conv_pattern(*sizes, row["stride"], int(left), row["dilation"])
+        mode = row.get("padding_mode", "zeros")
+        values[row["name"]] = conv_pattern(*sizes, row["stride"], int(left), row["dilation"], int(right), mode)
     for output in einsum_outputs(program):
         total = 0
         for term in output.terms:

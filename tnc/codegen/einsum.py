@@ -124,6 +124,8 @@ def pattern_parameters(program: Program) -> list[dict[str, object]]:
                 "output_padding": tensor.pattern.output_padding,
             }
         )
+        if tensor.pattern.moded(kernel):  # absent: zeros
+            rows[-1]["padding_mode"] = tensor.pattern.padding_mode
     return rows
 
 
@@ -169,10 +171,13 @@ def to_text(program: Program) -> str:
     patterns = pattern_parameters(program)
     if patterns:
         lines.append("# index patterns: P[i, o, k] = 1 where i = stride*o + dilation*k - padding_left")
+    if any("padding_mode" in row for row in patterns):
+        lines.append("# (with padding_mode: where that is outside [0, I), the input position F.pad's mode reads there)")
     for row in patterns:
+        mode = f", padding_mode={row['padding_mode']}" if "padding_mode" in row else ""
         lines.append(
             f"{row['name']} = conv(I={row['input_size']}, O={row['output_size']}, K={row['kernel_size']}, "
-            f"stride={row['stride']}, padding=({row['padding'][0]}, {row['padding'][1]}), dilation={row['dilation']})"
+            f"stride={row['stride']}, padding=({row['padding'][0]}, {row['padding'][1]}), dilation={row['dilation']}{mode})"
             + (".sum(o)  # summed over its output leg" if row["summed_over_outputs"] else "")
         )
     return "\n".join(lines).rstrip() + "\n"

@@ -134,6 +134,27 @@ def _expect(name: str, tensor: torch.Tensor, shape: tuple) -> None:
         raise ValueError(f"{name} must have shape {shape}, got {tuple(tensor.shape)}")
 '''
 
+PADDED_PATTERN = '''
+
+def _padded_pattern(I: int, O: int, K: int, stride: int, left: int, dilation: int, mode: str, device, dtype) -> torch.Tensor:
+    """The index pattern P[i, o, k] = 1 where i is the input position that F.pad's ``mode``
+    (reflect, replicate, circular) reads at position stride*o + dilation*k - left."""
+
+    def build() -> torch.Tensor:
+        o = torch.arange(O, device=device).view(O, 1)
+        k = torch.arange(K, device=device).view(1, K)
+        at = stride * o + dilation * k - left
+        if mode == "reflect":
+            at = (I - 1) - ((I - 1) - at.abs()).abs()
+        elif mode == "replicate":
+            at = at.clamp(0, I - 1)
+        else:
+            at = at.remainder(I)
+        return (torch.arange(I, device=device).view(I, 1, 1) == at).to(dtype)
+
+    return _cached(("padded pattern", I, O, K, stride, left, dilation, mode, device, dtype), build)
+'''
+
 
 def equation_text(program: Program, name: str) -> str:
     """The defining equation of ``name`` as it reads in a ``.tn`` file."""
@@ -229,8 +250,11 @@ class TorchGenerator:
 
     def pattern_call(self, tensor: Tensor, device: str, dtype: str) -> str:
         sizes = self.program.pattern_sizes(tensor.name)
-        left, _ = tensor.pattern.pads(sizes[2])
-        call = f"_conv_pattern({', '.join(self.expr(s) for s in sizes)}, {tensor.pattern.stride}, {self.expr(left)}, {tensor.pattern.dilation}, {device}, {dtype})"
+        spec = tensor.pattern
+        left, _ = spec.pads(sizes[2])
+        mode = f", {spec.padding_mode!r}" if spec.moded(sizes[2]) else ""
+        function = "_padded_pattern" if mode else "_conv_pattern"
+        call = f"{function}({', '.join(self.expr(s) for s in sizes)}, {spec.stride}, {self.expr(left)}, {spec.dilation}{mode}, {device}, {dtype})"
         return call + ".sum(1)" if tensor.pattern.summed else call
 
     def is_concrete_pattern(self, tensor: Tensor) -> bool:
@@ -864,6 +888,8 @@ class TorchGenerator:
             header += ["", SHARD_HEADER.format(size=self.sharding.size)]
         header += ['"""', "", "import torch", "", ""]
         self.lines = header + PRELUDE.strip("\n").splitlines()
+        if any(t.pattern.moded(program.pattern_sizes(t.name)[2]) for t in program.tensors.values() if t.kind is Kind.PATTERN):
+            self.lines += PADDED_PATTERN.rstrip("\n").splitlines()
         if self.sharding:
             self.lines += DISTRIBUTED.rstrip("\n").splitlines()
         if program.kept:

@@ -19,7 +19,7 @@ from tnc.frontend.lints import lint
 from tnc.frontend.sampling import check_sample, sample_options
 from tnc.ir import functions
 from tnc.ir.network import Factor, Kind, Network, Product, Term, Window, axes_text
-from tnc.ir.pattern import ConvPattern
+from tnc.ir.pattern import PADDING_MODES, ConvPattern
 from tnc.ir.program import Program, Sample, Tensor
 from tnc.ir.sizes import quotient, same
 from tnc.limits import MAX_CHAIN, MAX_EXPONENT, MAX_VALUE
@@ -27,7 +27,7 @@ from tnc.passes.deltas import DELTA, ones
 from tnc.passes.derive import DerivativeError, chain_in_file, jacobian, jvp, vjp
 from tnc.passes.fresh import primed, tidy
 
-PATTERN_ARGUMENTS = ("stride", "padding", "dilation", "output_padding")
+PATTERN_ARGUMENTS = ("stride", "padding", "dilation", "output_padding", "padding_mode")
 RESERVED_SIZES = ("same", "valid")  # words of padding=..., which a size must not shadow
 
 
@@ -422,6 +422,7 @@ class Checker:
             padding=values.get("padding", (0, 0)),
             output_padding=values.get("output_padding", 0),
             summed=len(decl.axes) == 2,
+            padding_mode=values.get("padding_mode", "zeros"),
         )
         args = {a.name.text: a for a in decl.args}
         if pattern.padding == "same" and pattern.stride > 1:
@@ -432,6 +433,10 @@ class Checker:
             self.error(args["output_padding"].span, f"output_padding must be smaller than the stride ({pattern.stride}), got {pattern.output_padding}")
             self.broken.add(decl.name.text)
             return
+        if pattern.output_padding and pattern.padding_mode != "zeros":
+            self.error(args["padding_mode"].span, TRANSPOSE_MODE.format(mode=pattern.padding_mode, why="output_padding makes this one a transpose convolution's"))
+            self.broken.add(decl.name.text)
+            return
         tensor = self.declare_tensor(decl.name, Kind.PATTERN, decl.axes, decl.span)
         if tensor is not None:
             tensor.pattern = pattern
@@ -439,6 +444,11 @@ class Checker:
 
     def pattern_argument(self, key: str, arg: ast.PatternArg) -> object:
         value = arg.value
+        if key == "padding_mode":
+            if isinstance(value, ast.Symbol) and value.name in PADDING_MODES:
+                return value.name
+            self.error(getattr(value, "span", arg.span), f"padding_mode must be one of {', '.join(PADDING_MODES)}, not {_argument_text(value)}")
+            return None
         if key == "padding":
             if isinstance(value, tuple):
                 pair = tuple(self.concrete_integer(v, "padding") for v in value)
@@ -916,15 +926,41 @@ class Checker:
                 return False
             return self.unifier.assign(o.text, _Origin(value, o.span, f"the output size of pattern '{name}'"))
         if O is not None and I is None:
+            if pattern.padding_mode != "zeros":
+                if not self.unifier.failed_class(i.text):  # else reported on an earlier round
+                    self.unifier.failed.add(i.text)
+                    span = next(a.span for a in decl.args if a.name.text == "padding_mode")
+                    why = f"the input size '{i.text}' is inferred from the output size '{o.text}'"
+                    self.error(span, TRANSPOSE_MODE.format(mode=pattern.padding_mode, why=why))
+                return False
             value = pattern.input_size(O, K)
             if self._too_small(value, i, f"input size of '{name}'", "output too small for the padding"):
                 return False
             return self.unifier.assign(i.text, _Origin(value, i.span, f"the input size of transpose pattern '{name}'"))
+        if final and I is not None and pattern.moded(K):
+            self.mode_fits(name, decl, pattern, I, K)
         if final and I is not None and O is not None:
             expected = pattern.output_size(I, K)
             if not self.unifier.equal(expected, O):
                 self.error(o.span, f"pattern '{name}' maps input size {I} with kernel {K} to output size {expected}, but '{o.text}' has size {O}")
         return False
+
+    def mode_fits(self, name: str, decl: ast.PatternDecl, pattern: ConvPattern, I: sympy.Expr, K: sympy.Expr) -> None:
+        """PyTorch's rules for a padding mode (F.pad): reflect pads less than the input size on
+        each side, circular at most the input size; checked where the sizes are concrete."""
+        size = self.program.concrete(I)
+        pads = [self.program.concrete(p) for p in pattern.pads(K)]
+        if not size.is_number or not all(p.is_number for p in pads):
+            return
+        mode, largest = pattern.padding_mode, max(pads)
+        limit = {"reflect": ("smaller than", largest < size), "circular": ("at most", largest <= size)}.get(mode)
+        if limit is not None and not limit[1]:
+            span = next(a.span for a in decl.args if a.name.text == "padding_mode")
+            self.error(
+                span,
+                f"{mode} padding must be {limit[0]} the input size, but pattern '{name}' pads "
+                f"({pads[0]}, {pads[1]}) an input of size {size}",
+            )
 
     def _too_small(self, value: sympy.Expr, index: ast.Name, what: str, why: str) -> bool:
         concrete = self.program.concrete(value)
@@ -941,6 +977,19 @@ class Checker:
             self.program.outputs = [n for n in self.marked_outputs if n in self.program.definitions]
             return
         self.program.outputs = [n for n in self.program.definitions if n not in self.used and not self.program.tensors[n].function]
+
+
+TRANSPOSE_MODE = (
+    "padding_mode={mode} needs a convolution, but {why}: a transpose convolution pads only with "
+    "zeros (as PyTorch's ConvTranspose)"
+)
+
+
+def _argument_text(value: object) -> str:
+    """A pattern argument's value as written, quoted."""
+    if isinstance(value, ast.Symbol):
+        return f"'{value.name}'"
+    return f"'{value.text}'" if isinstance(value, ast.Number) else "an expression"
 
 
 def _index_names(statement: ast.Statement) -> set[str]:

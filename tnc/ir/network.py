@@ -32,15 +32,17 @@ class Window(tuple):
 
     Written ``S*o + D*k - P`` in a factor; it is what an index pattern becomes when the rewrite
     passes contract it away (a reshape when kernel = stride, a strided slice when stride > kernel).
+    Lowering alone (never a rewrite, so never printed) makes windows with another padding
+    ``mode`` (reflect, replicate, circular): outside the axis they read what F.pad's mode reads.
     """
 
-    def __new__(cls, outer: str, inner: str, stride: int, dilation: int = 1, padding: int = 0) -> "Window":
+    def __new__(cls, outer: str, inner: str, stride: int, dilation: int = 1, padding: int = 0, mode: str = "zeros") -> "Window":
         window = super().__new__(cls, (outer, inner))
-        window.stride, window.dilation, window.padding = stride, dilation, padding
+        window.stride, window.dilation, window.padding, window.mode = stride, dilation, padding, mode
         return window
 
     def key(self) -> tuple:
-        return (tuple(self), self.stride, self.dilation, self.padding)
+        return (tuple(self), self.stride, self.dilation, self.padding, self.mode)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Window) and self.key() == other.key()
@@ -66,7 +68,7 @@ class Window(tuple):
 def rename_axis(axis: tuple[str, ...], mapping: dict[str, str]) -> tuple[str, ...]:
     """An axis with its legs renamed; a window stays a window."""
     if isinstance(axis, Window):
-        return Window(mapping.get(axis[0], axis[0]), mapping.get(axis[1], axis[1]), axis.stride, axis.dilation, axis.padding)
+        return Window(mapping.get(axis[0], axis[0]), mapping.get(axis[1], axis[1]), axis.stride, axis.dilation, axis.padding, axis.mode)
     return tuple(mapping.get(n, n) for n in axis)
 
 

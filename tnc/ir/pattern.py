@@ -8,10 +8,15 @@ import sympy
 
 Size = sympy.Expr
 
+PADDING_MODES = ("zeros", "reflect", "replicate", "circular")  # nn.Conv{1,2,3}d's padding_mode
+
 
 @dataclass(frozen=True)
 class ConvPattern:
-    """``Π[i, o, k] = 1`` exactly when ``i = stride*o + dilation*k - left`` and ``0 <= i < I``.
+    """``Π[i, o, k] = 1`` exactly when ``i = m(stride*o + dilation*k - left)``, where ``m`` maps a
+    position of the padded axis to the input position the padding mode reads there: itself inside
+    ``[0, I)``; outside, nothing for ``zeros``, the mirror image without the edge for ``reflect``,
+    the nearest edge for ``replicate``, the position modulo I for ``circular``.
 
     ``padding`` is ``"same"`` or a ``(left, right)`` pair of non-negative integers. A summed
     pattern ``M[i, k] = sum_o Π[i, o, k]`` has no output leg; its output count follows from I and K.
@@ -22,6 +27,7 @@ class ConvPattern:
     padding: tuple[int, int] | str = (0, 0)
     output_padding: int = 0
     summed: bool = False  # legs [i, k]: the pattern summed over its output leg
+    padding_mode: str = "zeros"  # one of PADDING_MODES
 
     def pads(self, kernel: Size) -> tuple[Size, Size]:
         """Left and right padding; ``same`` pads ``dilation*(K-1)``, the smaller half on the left."""
@@ -31,6 +37,10 @@ class ConvPattern:
             return left, total - left
         left, right = self.padding
         return sympy.Integer(left), sympy.Integer(right)
+
+    def moded(self, kernel: Size) -> bool:
+        """Whether the padding reads the input (a mode other than zeros, and some padding)."""
+        return self.padding_mode != "zeros" and any(p != 0 for p in self.pads(kernel))
 
     def output_size(self, input_size: Size, kernel: Size) -> Size:
         left, right = self.pads(kernel)
@@ -56,4 +66,6 @@ class ConvPattern:
             args.append(f"dilation={self.dilation}")
         if self.output_padding:
             args.append(f"output_padding={self.output_padding}")
+        if self.padding_mode != "zeros":
+            args.append(f"padding_mode={self.padding_mode}")
         return f"conv({', '.join(args)})"

@@ -53,6 +53,8 @@ def _block(program: Program, factor: Factor, others: list[Factor], legs: tuple[s
     spec = tensor.pattern
     if not isinstance(spec, ConvPattern) or spec.summed or spec.stride != 1 or spec.dilation != 1 or spec.output_padding:
         return None
+    if spec.padding_mode != "zeros":  # a mode's pattern reads the input on the border: no embedding
+        return None
     if not isinstance(spec.padding, tuple) or any(isinstance(axis, Window) for axis in factor.axes):
         return None
     inner, out, kernel = (tuple(axis) for axis in factor.axes)

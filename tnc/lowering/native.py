@@ -75,7 +75,7 @@ def _concrete(program: Program, expr: sympy.Expr) -> int | None:
 def _read_axis(program: Program, axis: tuple[str, ...], storage: tuple[str, ...]) -> Axis | None:
     """A spatial axis that simplification already rewrote: a group ``(o k)`` (kernel = stride) or a
     window ``S*o + D*k - P``, read as the convolution axis it is (concrete sizes only)."""
-    if len(axis) != 2 or axis[0] == axis[1]:
+    if len(axis) != 2 or axis[0] == axis[1] or getattr(axis, "mode", "zeros") != "zeros":
         return None
     o, k = axis
     I = _concrete(program, program.axis_size(storage))
@@ -274,10 +274,23 @@ def _tuple(values) -> str:
     return f"({', '.join(map(str, values))}{',' if len(values) == 1 else ''})"
 
 
+def _mode(axis: Axis) -> str:
+    """The padding mode the axis pads with: zeros where it pads nothing."""
+    return axis.spec.padding_mode if any(axis.pads) else "zeros"
+
+
+def _moded(spatial: list[Axis]) -> bool:
+    return any(_mode(a) != "zeros" for a in spatial)
+
+
 def _pad(expr: str, spatial: list[Axis], extra: Callable[[Axis], tuple[int, int]]) -> str:
-    """``F.pad`` of the trailing spatial axes by ``extra(axis)`` = (left, right), if any is non-zero."""
-    pads = [p for axis in reversed(spatial) for p in extra(axis)]
-    return f"torch.nn.functional.pad({expr}, {_tuple(pads)})" if any(pads) else expr
+    """``F.pad`` of the trailing spatial axes by ``extra(axis)`` = (left, right), if any is non-zero:
+    one call per padding mode (the axes pad independently, so in any order)."""
+    for mode in dict.fromkeys(_mode(a) for a in spatial):
+        pads = [p for axis in reversed(spatial) for p in (extra(axis) if _mode(axis) == mode else (0, 0))]
+        if any(pads):
+            expr = f"torch.nn.functional.pad({expr}, {_tuple(pads)}{'' if mode == 'zeros' else f', mode={mode!r}'})"
+    return expr
 
 
 def native(program: Program, factors: list[Factor], result: tuple[str, ...], name: Name, temp: Callable[[], str], show: Show) -> Native | None:
@@ -464,8 +477,9 @@ def _conv_args(ordered: list[Axis], groups: int, padding: bool = False) -> str:
 
 
 def _padded_input(expr: str, ordered: list[Axis]) -> tuple[str, bool]:
-    """The input, padded with F.pad only where the padding is asymmetric (else the kernel pads)."""
-    if all(a.pads[0] == a.pads[1] for a in ordered):
+    """The input, padded with F.pad only where the padding is asymmetric or has a mode other than
+    zeros (else the kernel pads)."""
+    if all(a.pads[0] == a.pads[1] for a in ordered) and not _moded(ordered):
         return expr, True
     return _pad(expr, ordered, lambda a: a.pads), False
 
@@ -513,6 +527,8 @@ def _input_vjp(program: Program, canonical: Canonical, name: Name, show: Show) -
         return None
     match, copies, y, w = found
     ordered = [s.axis for s in match.spatial]
+    if _moded(ordered):
+        return None  # the adjoint of a mode's pad folds the border back: no transpose convolution
     dims = len(ordered)
     value = VALUE
     # the transpose convolution, with the padding and output padding that make its output the
@@ -607,7 +623,7 @@ def _fold(program: Program, canonical: Canonical, name: Name, show: Show) -> Nat
         return None
     operand, batch, _ = found
     ordered = [a for leg in operand.legs for a in canonical.axes.values() if a.o == leg]
-    if len(ordered) != 2:
+    if len(ordered) != 2 or _moded(ordered):  # col2im of a mode's pad would fold the border back
         return None
     u = _arrange(program, operand, [batch[:1]] + [batch[1:] + [a.k for a in ordered], [a.o for a in ordered]], name(operand.factor), show)
     if u is None:
@@ -638,7 +654,7 @@ def _pool(program: Program, canonical: Canonical, name: Name, show: Show) -> Nat
     if x is None:
         return None
     dims = len(ordered)
-    symmetric = all(a.pads[0] == a.pads[1] for a in ordered)
+    symmetric = all(a.pads[0] == a.pads[1] for a in ordered) and not _moded(ordered)
     padded = x[0] if symmetric else _pad(x[0], ordered, lambda a: a.pads)
     padding = _tuple(a.pads[0] if symmetric else 0 for a in ordered)
     value = VALUE
@@ -703,7 +719,7 @@ def _gram(program: Program, canonical: Canonical, name: Name, show: Show) -> Nat
     mine, theirs = [a for a, _ in free], [b for _, b in free]
     raw = _raw_axis(program, [a for a in reads if a is not None], mine)
     windows = tuple(
-        Window(a.o, a.k, a.spec.stride, a.spec.dilation, a.pads[0]) if (a := canonical.axes.get(axis[0])) and len(axis) == 1 and a is not raw else axis
+        Window(a.o, a.k, a.spec.stride, a.spec.dilation, a.pads[0], _mode(a)) if (a := canonical.axes.get(axis[0])) and len(axis) == 1 and a is not raw else axis
         for axis in first.factor.axes
     )
     if raw is not None:  # the raw axis: its input legs i, i' stand for k, k' until the end
@@ -762,6 +778,8 @@ def _raw_axis(program: Program, reads: list[Axis], mine: list[str]) -> Axis | No
         return None
     best = None
     for a in reads:
+        if _mode(a) != "zeros":
+            continue  # its diagonals would be padded with zeros
         _, O, K = a.sizes
         span = (O - 1) * a.spec.stride + a.spec.dilation * (K - 1) + 1
         ratio = span * span / (K * K * O)

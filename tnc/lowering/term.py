@@ -211,7 +211,8 @@ def price(program: Program, lowered: Lowered, size: Size | None = None) -> Cost:
         cost = model.kernel(loops, [_stored_legs(program, f) for f in data], lowered.target, work, size)
         if lowered.native.bias is not None:  # one add per output entry, inside the kernel's call
             cost = cost + Cost(model.elements(lowered.target, size), 0, 0, 0)
-        pads = sum(line.count("torch.nn.functional.pad(") for line in lowered.native.lines)
+        # F.pad, and the index_select of a padding mode's window: each a copy of the (padded) input
+        pads = sum(line.count("torch.nn.functional.pad(") + line.count(".index_select(") for line in lowered.native.lines)
         for _ in range(pads):
             cost = cost + model.copy(model.elements(_stored_legs(program, data[0]), size))
         for copied in lowered.native.copies:  # operands permuted into the kernel's layout

@@ -2,7 +2,8 @@
 
 Both targets use :func:`operand_view`: the PyTorch module runs the expression, the einsum target
 prints it next to its equation. A window is a zero-copy ``unfold`` when it stays inside the
-axis; padding (and only then a copy) is added where it reads outside.
+axis; padding (and only then a copy) is added where it reads outside: F.pad with zeros, or for a
+window with another padding mode an ``index_select`` of the positions that mode reads.
 """
 
 from __future__ import annotations
@@ -27,6 +28,18 @@ def _right_padding(window: Window, outer: sympy.Expr, inner: sympy.Expr, extent:
         right = max(missing, 0)
         return (show(right) if right or window.padding else None), canonical(extent + window.padding + right)
     return f"max(0, {show(missing)})", None
+
+
+def _mode_index(window: Window, extent: sympy.Expr, total: sympy.Expr, variable: str) -> str:
+    """The positions of the axis (concrete ``extent``) that F.pad's ``window.mode`` reads at the
+    padded positions ``-padding .. total - padding - 1``: an index for ``index_select``."""
+    last = int(extent) - 1
+    at = f"torch.arange({-window.padding}, {int(total) - window.padding}, device={variable}.device)"
+    if window.mode == "reflect":
+        return f"({last} - ({last} - {at}.abs()).abs())"
+    if window.mode == "replicate":
+        return f"{at}.clamp(0, {last})"
+    return f"{at}.remainder({last + 1})"
 
 
 def _window(expr: str, dim: int, window: Window, outer: sympy.Expr, inner: sympy.Expr, total: sympy.Expr | None, show: Show) -> str:
@@ -60,16 +73,20 @@ def operand_view(program: Program, factor: Factor, variable: str, show: Show) ->
     position_of = {}  # window position -> its axis in the reshaped tensor
     for position, _ in windows:
         position_of[position] = sum(len(axis) if not isinstance(axis, Window) else 1 for axis in factor.axes[:position])
-    pads, totals = ["0, 0"] * len(dims), {}
+    pads, totals, selects = ["0, 0"] * len(dims), {}, []
     for position, window in windows:  # pad every window's axis once, before any view is taken
         outer, inner = (program.size(leg) for leg in window)
-        right, totals[position] = _right_padding(window, outer, inner, program.axis_size(declared[position]), show)
-        if right is not None:
+        extent = program.axis_size(declared[position])
+        right, totals[position] = _right_padding(window, outer, inner, extent, show)
+        if right is not None and window.mode != "zeros":
+            selects.append(f".index_select({position_of[position]}, {_mode_index(window, extent, totals[position], variable)})")
+        elif right is not None:
             pads[len(dims) - 1 - position_of[position]] = f"{window.padding}, {right}"
     if any(p != "0, 0" for p in pads):
         while pads and pads[-1] == "0, 0":
             pads.pop()
         expr = f"torch.nn.functional.pad({expr}, ({', '.join(pads)}))"
+    expr += "".join(selects)
     for position, window in reversed(windows):
         outer, inner = (program.size(leg) for leg in window)
         expr = _window(expr, position_of[position], window, outer, inner, totals[position], show)

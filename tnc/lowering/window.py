@@ -35,9 +35,10 @@ def windowed(program: Program, factors: list[Factor], result: tuple[str, ...]) -
             ):
                 continue
             left = _concrete(program, spec.pads(program.size(k))[0])
-            if left is None:
-                continue
-            window = Window(o, k, spec.stride, spec.dilation, left)
+            moded = spec.moded(program.size(k))
+            if left is None or moded and None in (_concrete(program, program.size(leg)) for leg in (i, o, k)):
+                continue  # a mode's pad is an index_select over concrete positions
+            window = Window(o, k, spec.stride, spec.dilation, left, spec.padding_mode if moded else "zeros")
             factors = [
                 Factor(f.tensor, f.kind, tuple(window if not isinstance(a, Window) and tuple(a) == (i,) else a for a in f.axes)) if f in carriers else f
                 for f in factors

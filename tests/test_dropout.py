@@ -318,3 +318,32 @@ def test_reading_through_kept_rows_is_the_pattern_contraction(I, K, stride, left
     D = torch.randn(2, O, 3, dtype=torch.float64)
     expected = torch.einsum("jok,aob->ajkb", pattern[rows], D)
     torch.testing.assert_close(module._through_rows(D, 1, rows, O, K, stride, left, dilation), expected, rtol=0, atol=0)
+
+
+MODE_PADDED = """size N
+index n: N, c: 2, d: 3, i1: 7, i2: 6, k1: 3, k2: 3
+pattern P1[i1, o1, k1] = conv(padding=2, padding_mode=reflect)
+pattern P2[i2, o2, k2] = conv(padding=1, padding_mode=circular)
+input X[n, c, i1, i2]
+param W[d, c, k1, k2]
+input V[n, d, o1, o2]
+Y[n, d, o1, o2] = X[n, c, i1, i2] * P1[i1, o1, k1] * P2[i2, o2, k2] * W[d, c, k1, k2]
+output G[d, c, k1, k2] = vjp(Y, W, V)
+"""
+
+
+@pytest.mark.parametrize("leg", ["i1", "i2"])
+def test_sampling_a_mode_padded_pattern(leg):
+    """A reflect/circular pattern reads some inputs twice, so its kept rows are taken, never
+    inverted (no _through_rows); keep=1 equals autograd through F.pad(mode)."""
+    source = tnc.parse(MODE_PADDED + f"sample {leg} in G with keep=0.5\n").to_torch_source()
+    assert "_through_rows(V" not in source
+    module = tnc.parse(MODE_PADDED + f"sample {leg} in G with keep=1\n").to_module()
+    g = torch.Generator().manual_seed(5)
+    X, W = torch.randn(4, 2, 7, 6, generator=g, dtype=torch.float64), torch.randn(3, 2, 3, 3, generator=g, dtype=torch.float64)
+    W.requires_grad_()
+    padded = F.pad(F.pad(X, (0, 0, 2, 2), mode="reflect"), (1, 1, 0, 0), mode="circular")
+    Y = F.conv2d(padded, W)
+    V = torch.randn(Y.shape, generator=g, dtype=torch.float64)
+    (expected,) = torch.autograd.grad(Y, W, V)
+    torch.testing.assert_close(module.G(X=X, V=V, seed=0), expected, rtol=1e-10, atol=1e-10)

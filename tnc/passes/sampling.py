@@ -108,9 +108,10 @@ def _through_rows(program: Program, factors: list[Factor], open_legs: tuple[str,
 
 def _readable(program: Program, factor: Factor, by_leg: dict[str, Kept]) -> bool:
     """A plain pattern ``P[i, o, k]`` (each output reached from an input and kernel offset at most
-    once, so its rows can be inverted) whose input leg is sampled."""
+    once, so its rows can be inverted: no padding mode, which reads an input more than once) whose
+    input leg is sampled."""
     pattern = program.tensors[factor.tensor].pattern
-    return not pattern.summed and len(factor.axes) == 3 and all(len(a) == 1 for a in factor.axes) and factor.axes[0][0] in by_leg
+    return not pattern.summed and pattern.padding_mode == "zeros" and len(factor.axes) == 3 and all(len(a) == 1 for a in factor.axes) and factor.axes[0][0] in by_leg
 
 
 def _selected(program: Program, factor: Factor, by_leg: dict[str, Kept]) -> Factor:

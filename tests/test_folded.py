@@ -53,14 +53,17 @@ class Layer:
         dims = range(1, len(self.inputs) + 1)
         i, o, k = (", ".join(f"{x}{n}" for n in dims) for x in "iok")
         lines = ["size N", f"size G = {self.groups}, C = {self.groups if self.torch else self.c}, D = {self.d}"]
-        lines.append("index n: N, g: G, c: C, d: D, one: 1, " + ", ".join(f"i{n}: {s}, k{n}: {K}" for n, s, K in zip(dims, self.inputs, self.kernels)))
-        x, w, y = ("X[n, c, {i}]", "W[c, one, {k}]", "V[n, c, {o}]") if self.torch else ("X[n, (g c), {i}]", "W[(g d), c, {k}]", "V[n, (g d), {o}]")
+        spatial = ", ".join(f"i{n}: {s}, k{n}: {K}" for n, s, K in zip(dims, self.inputs, self.kernels))
+        lines.append(f"index n: N, g: G, c: C, d: D, one: 1, {spatial}")
+        depthwise = ("X[n, c, {i}]", "W[c, one, {k}]", "V[n, c, {o}]")
+        x, w, y = depthwise if self.torch else ("X[n, (g c), {i}]", "W[(g d), c, {k}]", "V[n, (g d), {o}]")
         x, w, y = (s.format(i=i, o=o, k=k) for s in (x, w, y))
         lines += [f"input {x}", f"param {w}", f"input {y}"]
         for n in dims:
             p = self.paddings[n - 1]
             pad = "same" if p == "same" else f"({p[0]}, {p[1]})" if isinstance(p, tuple) else str(p)
-            lines.append(f"pattern P{n}[i{n}, o{n}, k{n}] = conv(stride={self.strides[n - 1]}, padding={pad}, dilation={self.dilations[n - 1]})")
+            stride, dilation = self.strides[n - 1], self.dilations[n - 1]
+            lines.append(f"pattern P{n}[i{n}, o{n}, k{n}] = conv(stride={stride}, padding={pad}, dilation={dilation})")
         patterns = " * ".join(f"P{n}[i{n}, o{n}, k{n}]" for n in dims)
         lines.append(f"{y.replace('V', 'Y')} = {x} * {patterns} * {w}")
         lines.append(f"L{'[n]' if per_sample else '[]'} = {y.replace('V', 'Y')} * {y}")

@@ -38,8 +38,23 @@ from tnc.cost import model
 from tnc.cost.model import Cost, Size
 from tnc.ir.network import Factor
 from tnc.ir.program import Program
-from tnc.lowering.native import VALUE, Name, Native, Show, _arrange, _canonical, _conv, _notes, _pad, _permutes
-from tnc.lowering.native import _shape, _size, _to_result, _tuple
+from tnc.lowering.native import (
+    VALUE,
+    Axis,
+    Name,
+    Native,
+    Show,
+    _arrange,
+    _canonical,
+    _conv,
+    _notes,
+    _pad,
+    _permutes,
+    _shape,
+    _size,
+    _to_result,
+    _tuple,
+)
 
 
 @dataclass(frozen=True)
@@ -86,10 +101,7 @@ def folded(program: Program, factors: list[Factor], result: tuple[str, ...], nam
     reads = [a.spec.stride * (a.sizes[1] - 1) + a.spec.dilation * (a.sizes[2] - 1) + 1 - a.pads[0] - a.sizes[0] for a in ordered]
     symmetric = all(right <= a.pads[0] for a, right in zip(ordered, reads))
     rights = [a.pads[0] if symmetric else max(right, 0) for a, right in zip(ordered, reads)]
-    axes = tuple(
-        FoldedAxis(a.i, a.o, a.k, span := a.sizes[0] + a.pads[0] + right, (span - a.spec.stride * (a.sizes[1] - 1) - 1) // a.spec.dilation + 1)
-        for a, right in zip(ordered, rights)
-    )
+    axes = tuple(_axis(a, right) for a, right in zip(ordered, rights))
     dims = len(ordered)
     groups = show(_size(program, b + g))
     padding = f"padding={_tuple(a.pads[0] for a in ordered)}, " if symmetric and any(a.pads[0] for a in ordered) else ""
@@ -111,7 +123,14 @@ def folded(program: Program, factors: list[Factor], result: tuple[str, ...], nam
     )
     why += _notes(canonical, copies)
     padded = None if symmetric else x_operand.factor.tensor
-    return Folded(lines, VALUE, why, tuple(copies + permuted), roles=(tuple(b), tuple(g), tuple(c), tuple(d)), axes=axes, padded=padded)
+    roles = (tuple(b), tuple(g), tuple(c), tuple(d))
+    return Folded(lines, VALUE, why, tuple(copies + permuted), roles=roles, axes=axes, padded=padded)
+
+
+def _axis(a: Axis, right: int) -> FoldedAxis:
+    """The folded axis of pattern axis ``a`` padded by (L, ``right``): Kf = (I' - S*(O-1) - 1) // D + 1."""
+    read = a.sizes[0] + a.pads[0] + right
+    return FoldedAxis(a.i, a.o, a.k, read, (read - a.spec.stride * (a.sizes[1] - 1) - 1) // a.spec.dilation + 1)
 
 
 def price(program: Program, call: Folded, target: tuple[str, ...], size: Size) -> Cost:

@@ -3,7 +3,8 @@
 1. ``native``: the product is exactly a standard operation (convolution, transpose convolution /
    input VJP, weight VJP, unfold, fold, sum pooling) of any dimension and groups, or a Gram
    matrix U U^T: call the native PyTorch kernel, which does the same arithmetic without any
-   index-pattern work.
+   index-pattern work. A weight VJP (per-sample or summed) is also tried as one convolution with
+   the batch folded into its groups (``folded``, :mod:`tnc.lowering.folded`), the cheaper taken.
 2. ``window``: a pattern whose input leg is summed and read by plain axes of data tensors is
    contracted by reading those tensors through a window (pad once, ``Tensor.unfold``), so no
    multiplication by the zeros of the 0/1 pattern happens.

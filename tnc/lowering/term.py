@@ -2,8 +2,9 @@
 generation emits and that the cost model prices.
 
 A term is lowered to a native kernel where its product is exactly a standard operation
-(:mod:`tnc.lowering.native`: one call that multiplies no zeros of a pattern), else to the cheaper
-by :func:`tnc.cost.model.time` of
+(:mod:`tnc.lowering.native`: one call that multiplies no zeros of a pattern; a weight VJP also
+as the folded convolution of :mod:`tnc.lowering.folded`, the cheaper of the two), else to the
+cheapest by :func:`tnc.cost.model.time` of the folded convolution (where one applies) and
 
 1. ``window``: patterns whose input leg data reads are contracted as windows of the data
    (:mod:`tnc.lowering.window`), then pairwise einsum steps;

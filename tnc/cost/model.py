@@ -29,6 +29,12 @@ Size = Callable[[str], Count]  # the size of a leg
 PLANNING_SIZE = 16  # what a free size counts as when a contraction order is chosen or costs compared
 FLOPS_PER_ELEMENT = 16  # a float32 element moved (4 bytes) takes about as long as 16 FLOPs
 FLOPS_PER_CALL = 0  # the fixed overhead of one torch call, in FLOPs (not counted yet: see the design notes)
+# A FLOP of a kernel known to run slower than the rest (Cost.slow) counts this many times: PyTorch's CPU
+# weight gradient of a grouped convolution with a kernel wider than 3 (oneDNN has fast depthwise code
+# for 3x3 only; tnc.lowering.native._weight_vjp). Measured, one thread, batch 8, float32: a depthwise
+# 7x7 at 56x56 (ConvNeXt) runs at 1.5-2 GFLOP/s there, and at 11-28 GFLOP/s as the folded
+# convolution of tnc.lowering.folded (which the model would otherwise rate no faster).
+SLOW_KERNEL = 4
 
 
 def larger(a: Count, b: Count) -> Count:
@@ -44,10 +50,12 @@ class Cost:
     moved: Count = 0  # elements read and written
     largest: Count = 0  # elements of the largest tensor the code creates (the largest at the planning size)
     calls: int = 0  # torch calls that compute (views are free)
+    slow: Count = 0  # of the FLOPs, those of kernels that run slower (SLOW_KERNEL)
 
     def __add__(self, other: "Cost") -> "Cost":
         return Cost(
-            self.flops + other.flops, self.moved + other.moved, larger(self.largest, other.largest), self.calls + other.calls
+            self.flops + other.flops, self.moved + other.moved, larger(self.largest, other.largest), self.calls + other.calls,
+            self.slow + other.slow,
         )
 
 
@@ -102,8 +110,10 @@ def number(count: Count) -> int:
 
 
 def time(cost: Cost) -> int:
-    """One number to compare costs by: FLOPs plus the moved elements and the calls weighted."""
-    return number(cost.flops) + FLOPS_PER_ELEMENT * number(cost.moved) + FLOPS_PER_CALL * cost.calls
+    """One number to compare costs by: FLOPs (those of slow kernels weighted) plus the moved elements
+    and the calls weighted."""
+    flops = number(cost.flops) + (SLOW_KERNEL - 1) * number(cost.slow)
+    return flops + FLOPS_PER_ELEMENT * number(cost.moved) + FLOPS_PER_CALL * cost.calls
 
 
 def show(count: Count) -> str:

@@ -3,7 +3,8 @@
 1. ``native``: the product is exactly a standard operation (convolution, transpose convolution /
    input VJP, weight VJP, unfold, fold, sum pooling) of any dimension and groups, or a Gram
    matrix U U^T: call the native PyTorch kernel, which does the same arithmetic without any
-   index-pattern work.
+   index-pattern work. A weight VJP (per-sample or summed) is also tried as one convolution with
+   the batch folded into its groups (``folded``, :mod:`tnc.lowering.folded`), the cheaper taken.
 2. ``window``: a pattern whose input leg is summed and read by plain axes of data tensors is
    contracted by reading those tensors through a window (pad once, ``Tensor.unfold``), so no
    multiplication by the zeros of the 0/1 pattern happens.
@@ -65,6 +66,7 @@ class Native:
     copies: tuple[str, ...] = ()
     channels: tuple[str, ...] | None = None  # a forward convolution's output channel legs, in order
     bias: str | None = None  # the tensor the kernel adds as its bias (tnc.lowering.bias)
+    slow: bool = False  # a kernel slower per FLOP than the model's rate (tnc.cost.model.SLOW_KERNEL)
 
 
 def _concrete(program: Program, expr: sympy.Expr) -> int | None:
@@ -313,7 +315,8 @@ def native(program: Program, factors: list[Factor], result: tuple[str, ...], nam
         return None
     best = min(found, key=lambda call: len(call.copies))
     value = temp()
-    return Native([line.replace(VALUE, value) for line in best.lines], value, best.why, best.copies, best.channels)
+    lines = [line.replace(VALUE, value) for line in best.lines]
+    return Native(lines, value, best.why, best.copies, best.channels, slow=best.slow)
 
 
 # --------------------------------------------------------------------------- convolutions
@@ -344,7 +347,8 @@ class ConvMatch:
     operands: dict[str, Operand]
     groups: dict[str, list[list[str]]]
     spatial: list[Spatial]
-    count: int
+    count: int | None  # None: the groups' size is free (only with free_groups)
+    roles: dict[str, list[str]]  # the batch ("b"), group, input and output channel legs, in order
 
 
 def _one_by_one(program: Program, leg: str) -> Spatial | None:
@@ -352,9 +356,10 @@ def _one_by_one(program: Program, leg: str) -> Spatial | None:
     return None if size is None else Spatial(Axis(ConvPattern(), None, leg, None, (size, size, 1), (0, 0), False), (leg,), (leg,), ())
 
 
-def _conv(program: Program, canonical: Canonical, sides: tuple[str, str, str]) -> ConvMatch | None:
+def _conv(program: Program, canonical: Canonical, sides: tuple[str, str, str], free_groups: bool = False) -> ConvMatch | None:
     """The product as a convolution whose first operand is side ``sides[0]`` (X or Y: the one that
-    orders the spatial axes), the second ``sides[1]``, the result ``sides[2]``.
+    orders the spatial axes), the second ``sides[1]``, the result ``sides[2]``; ``free_groups``
+    also allows group legs of free size (a kernel's ``groups=`` must be a number).
 
     Applies when every leg occurs on exactly the sides its role needs (so no diagonal, no leg
     summed on one side alone), every pattern is a spatial axis, and the first operand's legs
@@ -376,14 +381,15 @@ def _conv(program: Program, canonical: Canonical, sides: tuple[str, str, str]) -
         roles = {leg: ROLES.get(where) for leg, where in places.items() if "P" not in where}
         if None in roles.values() or any(places[getattr(a, r)] != p for a in canonical.axes.values() for r, p in PATTERN_PLACES.items()):
             continue
-        match = _conv_layout(program, canonical, data, other, sides, roles, legs)
+        match = _conv_layout(program, canonical, data, other, sides, roles, legs, free_groups)
         if match is not None:
             return match
     return None
 
 
 def _conv_layout(
-    program: Program, canonical: Canonical, data: Operand, other: Operand, sides: tuple[str, str, str], roles: dict, legs: dict
+    program: Program, canonical: Canonical, data: Operand, other: Operand, sides: tuple[str, str, str], roles: dict, legs: dict,
+    free_groups: bool = False,
 ) -> ConvMatch | None:
     """The layout of a product whose roles agree with a convolution (see :func:`_conv`)."""
     data_side, other_side, _ = sides
@@ -423,14 +429,14 @@ def _conv_layout(
     if any(roles.get(leg) == "b" and leg not in taken for leg in order):
         return None
     count = _concrete(program, _size(program, g))
-    if count is None:
+    if count is None and not free_groups:
         return None
     groups = {
         "X": [batch, g + c] + [list(s.x) for s in spatial],
         "Y": [batch, g + d] + [list(s.y) for s in spatial],
         "W": [g + d, c] + [list(s.w) for s in spatial],
     }
-    return ConvMatch(operands, groups, spatial, count)
+    return ConvMatch(operands, groups, spatial, count, {"b": batch, "g": g, "c": c, "d": d})
 
 
 def _output_group(program: Program, s: Spatial, result: tuple[str, ...], kernel: list[str], roles: dict) -> Spatial | None:
@@ -566,7 +572,11 @@ def _weight_vjp(program: Program, canonical: Canonical, name: Name, show: Show) 
     value = VALUE
     call = f"torch.nn.grad.conv{dims}d_weight({x}, {shape}, {y}, {_conv_args(ordered, match.count, symmetric)})"
     why = f"native conv{dims}d weight gradient: the product is exactly the weight VJP of a convolution"
-    return _native_conv(program, canonical, match, "W", [f"{value} = {call}"], why, copies, show)
+    found = _native_conv(program, canonical, match, "W", [f"{value} = {call}"], why, copies, show)
+    return replace(found, slow=match.count > 1 and any(a.sizes[2] > SLOW_KERNEL_SIZE for a in ordered))
+
+
+SLOW_KERNEL_SIZE = 3  # a grouped weight gradient's kernel wider than this is slow (tnc.cost.model.SLOW_KERNEL)
 
 
 # --------------------------------------------------------------------------- unfold, fold, pooling

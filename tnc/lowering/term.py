@@ -2,8 +2,9 @@
 generation emits and that the cost model prices.
 
 A term is lowered to a native kernel where its product is exactly a standard operation
-(:mod:`tnc.lowering.native`: one call that multiplies no zeros of a pattern), else to the cheaper
-by :func:`tnc.cost.model.time` of
+(:mod:`tnc.lowering.native`: one call that multiplies no zeros of a pattern; a weight VJP also
+as the folded convolution of :mod:`tnc.lowering.folded`, the cheaper of the two), else to the
+cheapest by :func:`tnc.cost.model.time` of the folded convolution (where one applies) and
 
 1. ``window``: patterns whose input leg data reads are contracted as windows of the data
    (:mod:`tnc.lowering.window`), then pairwise einsum steps;
@@ -30,6 +31,8 @@ from tnc.ir.program import Program
 from tnc.lowering.bias import Lowering, with_bias
 from tnc.lowering.blocks import Block, assemble, opened, split_blocks, tiled
 from tnc.lowering.elementwise import application_cost
+from tnc.lowering.folded import Folded, folded
+from tnc.lowering.folded import price as folded_price
 from tnc.lowering.native import Native, native
 from tnc.lowering.plan import Plan, plan, planning_size
 from tnc.lowering.views import operand_view
@@ -42,7 +45,7 @@ STRATEGIES = ("native", "window", "block")  # the lowerings tried besides plain 
 class Lowered:
     """One term as the generated code computes it."""
 
-    strategy: str  # "native", "window", "einsum", "embed" (identities alone) or "scalar" (no factor)
+    strategy: str  # "native", "folded", "window", "einsum", "embed" (identities alone) or "scalar" (no factor)
     coefficient: sympy.Expr
     embeds: tuple[tuple[str, str], ...]  # identities emitted as diagonal embeddings
     target: tuple[str, ...]  # the legs the contraction produces (embedded pairs folded to one)
@@ -143,11 +146,16 @@ def _ways(program: Program, rest: list[Factor], target: tuple[str, ...], embeds,
     base = dict(base, target=target)
     if not rest:
         return [Lowered("embed" if embeds else "scalar", factors=(), **base)]
+    found = []
     if not embeds and "native" in strategies:
         call = native(program, rest, target, name, temp, show)
-        if call is not None:  # one kernel call that multiplies no zeros: nothing else is cheaper
-            return [Lowered("native", factors=tuple(rest), native=call, **base)]
-    found = []
+        fold = folded(program, rest, target, name, show)
+        if fold is not None:  # named as the native call would be: the two are alternatives
+            value = call.value if call is not None else temp()
+            fold = replace(fold, lines=[line.replace(fold.value, value) for line in fold.lines], value=value)
+        found = [Lowered(way, factors=tuple(rest), native=c, **base) for way, c in (("native", call), ("folded", fold)) if c]
+        if call is not None:  # one kernel call that multiplies no zeros: windows are no cheaper
+            return found
     if "window" in strategies:
         windowed_factors, lowered = windowed(program, rest, target)
         if lowered:
@@ -201,7 +209,9 @@ def price(program: Program, lowered: Lowered, size: Size | None = None) -> Cost:
     """What the code for ``lowered`` costs (symbolic in free sizes unless ``size`` says otherwise)."""
     size = size or program.size
     cost = Cost()
-    if lowered.native is not None:
+    if isinstance(lowered.native, Folded):
+        cost = folded_price(program, lowered.native, lowered.target, size)
+    elif lowered.native is not None:
         patterns = [f for f in lowered.factors if f.kind is Kind.PATTERN]
         data = [f for f in lowered.factors if f.kind is not Kind.PATTERN]
         inputs = {f.legs[0] for f in patterns}  # each pattern's i is a function of its o and k
@@ -209,6 +219,8 @@ def price(program: Program, lowered: Lowered, size: Size | None = None) -> Cost:
         summed = bool(set(loops) - set(lowered.target))
         work = 2 if len(data) > 1 else 1 if summed else 0
         cost = model.kernel(loops, [_stored_legs(program, f) for f in data], lowered.target, work, size)
+        if lowered.native.slow:
+            cost = replace(cost, slow=cost.flops)
         if lowered.native.bias is not None:  # one add per output entry, inside the kernel's call
             cost = cost + Cost(model.elements(lowered.target, size), 0, 0, 0)
         # F.pad, and the index_select of a padding mode's window: each a copy of the (padded) input

@@ -47,6 +47,7 @@ from tnc.lowering.native import (
     _arrange,
     _canonical,
     _conv,
+    _moded,
     _notes,
     _pad,
     _permutes,
@@ -89,8 +90,8 @@ def folded(program: Program, factors: list[Factor], result: tuple[str, ...], nam
         return None
     b, g, c, d = (match.roles[role] for role in "bgcd")
     ordered = [s.axis for s in match.spatial]
-    if any(a.pads[0] < 0 for a in ordered):
-        return None
+    if any(a.pads[0] < 0 for a in ordered) or _moded(ordered):
+        return None  # a padding mode's border is not the kernel's zero padding
     copies: list[str] = []
     x_operand, e_operand = match.operands["X"], match.operands["Y"]
     x = _arrange(program, x_operand, [c, b + g] + [[a.i] for a in ordered], name(x_operand.factor), show)

@@ -678,6 +678,10 @@ def transpose_text(dims: int, G: int, C: int, D: int, Os, Ks, Ss, Ps, Dls, OPs) 
         pytest.param(2, 2, 2, 3, [4, 3], [3, 2], [2, 3], [1, 1], [1, 2], [1, 2], id="2d-example"),
         pytest.param(2, 1, 3, 1, [3, 4], [1, 3], [2, 2], [0, 2], [1, 1], [1, 0], id="2d-k1"),
         pytest.param(3, 2, 1, 2, [2, 3, 2], [2, 3, 3], [2, 1, 3], [0, 1, 1], [1, 1, 2], [1, 0, 2], id="3d"),
+        # PyTorch's rule output_padding < max(stride, dilation): at stride 1, up to dilation - 1
+        pytest.param(1, 1, 2, 3, [5], [3], [1], [1], [2], [1], id="1d-s1-d2-op1"),
+        pytest.param(2, 1, 2, 2, [4, 3], [3, 2], [1, 1], [1, 0], [2, 3], [1, 2], id="2d-s1-d2-op1-d3-op2"),
+        pytest.param(3, 2, 1, 2, [3, 2, 3], [2, 3, 2], [1, 2, 1], [0, 1, 1], [2, 3, 2], [1, 2, 1], id="3d-s1-d2-op1"),
     ],
 )
 def test_transpose_with_output_padding(dims, G, C, D, Os, Ks, Ss, Ps, Dls, OPs) -> None:

@@ -41,15 +41,19 @@ train: install
 
 # make bench [BENCH_ARGS="--quick" | "--layers 20,ResNeXt --batch 16" ...]: see python -m benchmarks.run --help;
 # then the whole-network derivatives against autograd (python -m benchmarks.multilayer --help)
-# second-order training end to end (python -m benchmarks.training --help) and tensor dropout's
-# error against memory saved (python -m benchmarks.dropout --help)
+# second-order training end to end (python -m benchmarks.training --help), tensor dropout's
+# error against memory saved (python -m benchmarks.dropout --help) and per-sample quantities
+# against BackPACK (python -m benchmarks.per_sample --help)
+# (torch pinned to the installed build: BackPACK's torchvision would otherwise pull a newer, CUDA torch)
 bench: install
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]' || \
-	  echo "warning: the bench extra (matplotlib, einconv) did not install: no plots, no einconv baseline"
+	$(PY) -c "import torch; print('torch==' + torch.__version__)" > $(VENV)/torch-pin.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev,bench]' -c $(VENV)/torch-pin.txt || \
+	  echo "warning: the bench extra (matplotlib, einconv, BackPACK) did not install: no plots, no einconv baseline"
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
 	$(PY) -m benchmarks.multilayer
 	$(PY) -m benchmarks.training
 	$(PY) -m benchmarks.dropout
+	$(PY) -m benchmarks.per_sample
 
 # make docs: the documentation site in site/ (mkdocs, strict: a broken link or page is an error)
 docs: install

@@ -455,7 +455,7 @@ CASES = [
     case(
         "output-padding-not-below-stride",
         "index o: 3, k: 3\npattern P[i, o, k] = conv(stride=2, output_padding=2)\n",
-        "output_padding must be smaller than the stride (2), got 2",
+        "output_padding=2 must be smaller than max(stride, dilation) = 2",
         2,
         37,
     ),
@@ -510,6 +510,20 @@ CASES = [
         "circular padding must be at most the input size, but pattern 'P' pads (1, 4) an input of size 3",
         2,
         43,
+    ),
+    case(
+        "output-padding-not-below-dilation",
+        "index o: 3, k: 3\npattern P[i, o, k] = conv(dilation=2, output_padding=2)\n",
+        "output_padding=2 must be smaller than max(stride, dilation) = 2",
+        2,
+        39,
+    ),
+    case(
+        "output-padding-not-below-the-larger-of-stride-and-dilation",
+        "index o: 3, k: 3\npattern P[i, o, k] = conv(stride=2, dilation=3, output_padding=3)\n",
+        "output_padding=3 must be smaller than max(stride, dilation) = 3",
+        2,
+        49,
     ),
     case(
         "output-padding-negative",

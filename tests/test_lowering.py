@@ -685,6 +685,10 @@ def transpose_text(dims: int, G: int, C: int, D: int, Os, Ks, Ss, Ps, Dls, OPs) 
         pytest.param(2, 2, 2, 3, [4, 3], [3, 2], [2, 3], [1, 1], [1, 2], [1, 2], id="2d-example"),
         pytest.param(2, 1, 3, 1, [3, 4], [1, 3], [2, 2], [0, 2], [1, 1], [1, 0], id="2d-k1"),
         pytest.param(3, 2, 1, 2, [2, 3, 2], [2, 3, 3], [2, 1, 3], [0, 1, 1], [1, 1, 2], [1, 0, 2], id="3d"),
+        # PyTorch's rule output_padding < max(stride, dilation): at stride 1, up to dilation - 1
+        pytest.param(1, 1, 2, 3, [5], [3], [1], [1], [2], [1], id="1d-s1-d2-op1"),
+        pytest.param(2, 1, 2, 2, [4, 3], [3, 2], [1, 1], [1, 0], [2, 3], [1, 2], id="2d-s1-d2-op1-d3-op2"),
+        pytest.param(3, 2, 1, 2, [3, 2, 3], [2, 3, 2], [1, 2, 1], [0, 1, 1], [2, 3, 2], [1, 2, 1], id="3d-s1-d2-op1"),
     ],
 )
 def test_transpose_with_output_padding(dims, G, C, D, Os, Ks, Ss, Ps, Dls, OPs) -> None:
@@ -1143,3 +1147,56 @@ def test_single_operand_spellings(text, shape, reference, strategy) -> None:
     """Pooling and unfold with legs of longer names, or none but the spatial ones."""
     X = rand(*shape, seed=80)
     check(text, dict(X=X), reference(X), strategy)
+
+
+# --------------------------------------------------------------------------- identities: views, no computation
+IDENTITY_HEAD = "size N = 3, G = 1, C = 4\nindex n: N, g: G, c: C, i1: 5, i2: 6, i3: 2, k1: 1, k2: 1, k3: 1\n"
+
+
+@pytest.mark.parametrize(
+    "body, shape, reference",
+    [
+        pytest.param("input X[n, (g c), i1, i2]\noutput Y[n, c, i1, i2] = (1/G) * X[n, (g c), i1, i2]\n",
+                     (3, 4, 5, 6), lambda X: X, id="group-average-one-group"),
+        pytest.param("input X[n, g, c, i1]\noutput Y[n, c, i1] = X[n, g, c, i1]\n",
+                     (3, 1, 4, 5), lambda X: X[:, 0], id="sum-over-size-1-leg"),
+        pytest.param("input X[n, (g c)]\noutput Y[n, g, c] = X[n, (g c)]\n", (3, 4), lambda X: X[:, None], id="size-1-leg-kept"),
+        pytest.param("input X[n, g, c, i1]\noutput Y[c, i1, n] = X[n, g, c, i1]\n",
+                     (3, 1, 4, 5), lambda X: X[:, 0].permute(1, 2, 0), id="permuted"),
+        pytest.param("input X[n, g, c, i1]\noutput Y[n, c, i1] = 2 * X[n, g, c, i1]\n",
+                     (3, 1, 4, 5), lambda X: 2 * X[:, 0], id="scaled-not-in-place"),
+        pytest.param("input X[n, (g c), i1, i2]\npattern P1[i1, o1, k1] = conv()\npattern P2[i2, o2, k2] = conv()\n"
+                     "output Y[n, c, o1, o2] = (1/G) * X[n, (g c), i1, i2] * P1[i1, o1, k1] * P2[i2, o2, k2]\n",
+                     (3, 4, 5, 6), lambda X: X, id="1x1-pooling-2d"),
+        pytest.param("input X[n, c, i1]\npattern P[i1, o1, k1] = conv(dilation=3)\noutput Y[n, c, o1] = X[n, c, i1] * P[i1, o1, k1]\n",
+                     (3, 4, 5), lambda X: X, id="1x1-pattern-1d-dilated"),
+        pytest.param("input X[n, c, i1, i2, i3]\npattern P1[i1, o1, k1] = conv()\npattern P2[i2, o2, k2] = conv()\n"
+                     "pattern P3[i3, o3, k3] = conv()\n"
+                     "output Y[o3, n, c, o1, o2] = X[n, c, i1, i2, i3] * P1[i1, o1, k1] * P2[i2, o2, k2] * P3[i3, o3, k3]\n",
+                     (3, 4, 5, 6, 2), lambda X: X.permute(4, 0, 1, 2, 3), id="1x1-pattern-3d-permuted"),
+    ],
+)
+@pytest.mark.parametrize("simplified", [False, True], ids=["as-written", "simplified"])
+def test_identity_is_a_view(body, shape, reference, simplified) -> None:
+    """An identity (sums over size-1 legs only, 1x1 patterns of stride 1) computes nothing: its
+    term is a view of the operand (same storage), priced at 0, the input left as it was."""
+    X = rand(*shape, seed=31)
+    kept = X.clone()
+    source = check(IDENTITY_HEAD + body, dict(X=X), reference(X), "native view", simplified=simplified)
+    scaled = "2 *" in body
+    body_lines = source.split("def _eval_Y(")[1].split("\ndef ")[0]
+    assert ("60 FLOPs, 120 elements moved" if scaled else "0 FLOPs, 0 elements moved") in body_lines, body_lines
+    assert not re.search(r"einsum|avg_pool|clone|contiguous|copy_|mul_", body_lines), body_lines
+    _, module, _ = build(IDENTITY_HEAD + body, STRATEGIES, simplified=simplified)
+    result = module.Y(X=X)
+    torch.testing.assert_close(X, kept, rtol=0, atol=0)  # not scaled in place
+    assert (result.untyped_storage().data_ptr() == X.untyped_storage().data_ptr()) != scaled
+
+
+def test_size_1_leg_alone_starts_no_reduction_step() -> None:
+    """A leg only one operand carries is summed first (a step of its own) unless it has size 1:
+    that step would copy the operand and save nothing."""
+    text = IDENTITY_HEAD + "input X[n, g, c, i1]\ninput W[d, c]\nindex d: 2\noutput R[n, d, i1] = X[n, g, c, i1] * W[d, c]\n"
+    X, W = rand(3, 1, 4, 5, seed=32), rand(2, 4, seed=33)
+    source = check(text, dict(X=X, W=W), torch.einsum("ngci,dc->ndi", X, W), "einsum")
+    assert "path [(0, 1)]" in source and source.count("torch.einsum(") == 1, source

@@ -412,7 +412,8 @@ class TorchGenerator:
         if lowered.native is not None:
             for line in lowered.native.lines:
                 out(f"    {line}")
-            self.fresh.add(lowered.native.value)
+            if not lowered.native.view:  # a view of an argument must not be scaled in place
+                self.fresh.add(lowered.native.value)
             if lowered.blocks:
                 return self.place(lowered, lowered.native.value, coefficient, anchor)
             return self.broadcast(lowered, self.scaled(lowered.native.value, coefficient))

@@ -429,8 +429,12 @@ class Checker:
             self.error(args["padding"].span, f"padding=same needs stride 1, but stride is {pattern.stride}")
             self.broken.add(decl.name.text)
             return
-        if pattern.output_padding >= pattern.stride:
-            self.error(args["output_padding"].span, f"output_padding must be smaller than the stride ({pattern.stride}), got {pattern.output_padding}")
+        bound = max(pattern.stride, pattern.dilation)  # PyTorch's rule for transpose convolutions
+        if pattern.output_padding >= bound:
+            self.error(
+                args["output_padding"].span,
+                f"output_padding={pattern.output_padding} must be smaller than max(stride, dilation) = {bound}",
+            )
             self.broken.add(decl.name.text)
             return
         if pattern.output_padding and pattern.padding_mode != "zeros":
@@ -941,7 +945,10 @@ class Checker:
             self.mode_fits(name, decl, pattern, I, K)
         if final and I is not None and O is not None:
             expected = pattern.output_size(I, K)
-            if not self.unifier.equal(expected, O):
+            # a transpose convolution's input size I may exceed what maps to O by its output
+            # padding (PyTorch's rule allows output_padding >= stride where the dilation is larger)
+            transpose = pattern.output_padding and self.unifier.equal(pattern.input_size(O, K), I)
+            if not transpose and not self.unifier.equal(expected, O):
                 self.error(o.span, f"pattern '{name}' maps input size {I} with kernel {K} to output size {expected}, but '{o.text}' has size {O}")
         return False
 

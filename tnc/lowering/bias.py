@@ -24,7 +24,7 @@ Lowering = tuple[Term, "Lowered | None"]  # None: the term is added by another t
 
 def _bias_factor(program: Program, lowered) -> Factor | None:
     """The one data factor of a broadcast term with coefficient 1, read on one plain axis."""
-    if lowered.native is not None or lowered.embeds or lowered.coefficient != 1 or len(lowered.factors) != 1:
+    if (lowered.native is not None and not lowered.native.view) or lowered.embeds or lowered.coefficient != 1 or len(lowered.factors) != 1:
         return None
     (factor,) = lowered.factors
     declared = program.tensors.get(factor.tensor)

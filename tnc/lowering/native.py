@@ -3,8 +3,9 @@
 1. ``native``: the product is exactly a standard operation (convolution, transpose convolution /
    input VJP, weight VJP, unfold, fold, sum pooling) of any dimension and groups, or a Gram
    matrix U U^T: call the native PyTorch kernel, which does the same arithmetic without any
-   index-pattern work. A weight VJP (per-sample or summed) is also tried as one convolution with
-   the batch folded into its groups (``folded``, :mod:`tnc.lowering.folded`), the cheaper taken.
+   index-pattern work; or an identity (sums over size-1 legs, 1x1 patterns): a view, no call.
+   A weight VJP (per-sample or summed) is also tried as one convolution with the batch folded
+   into its groups (``folded``, :mod:`tnc.lowering.folded`), the cheaper taken.
 2. ``window``: a pattern whose input leg is summed and read by plain axes of data tensors is
    contracted by reading those tensors through a window (pad once, ``Tensor.unfold``), so no
    multiplication by the zeros of the 0/1 pattern happens.
@@ -67,6 +68,7 @@ class Native:
     channels: tuple[str, ...] | None = None  # a forward convolution's output channel legs, in order
     bias: str | None = None  # the tensor the kernel adds as its bias (tnc.lowering.bias)
     slow: bool = False  # a kernel slower per FLOP than the model's rate (tnc.cost.model.SLOW_KERNEL)
+    view: bool = False  # ``value`` is a view of the operand (an identity): no computation, not to scale in place
 
 
 def _concrete(program: Program, expr: sympy.Expr) -> int | None:
@@ -305,18 +307,47 @@ def native(program: Program, factors: list[Factor], result: tuple[str, ...], nam
     if canonical is None:
         return None
     found = []
-    for matcher in (_gram, _forward, _input_vjp, _weight_vjp, _unfold, _fold, _pool):
+    for matcher in (_identity, _gram, _forward, _input_vjp, _weight_vjp, _unfold, _fold, _pool):
         call = matcher(program, canonical, name, show)
         if call is not None:
             found.append(call)
-            if not call.copies or matcher is _gram:
+            if not call.copies or matcher in (_identity, _gram):
                 break
     if not found:
         return None
     best = min(found, key=lambda call: len(call.copies))
     value = temp()
-    lines = [line.replace(VALUE, value) for line in best.lines]
-    return Native(lines, value, best.why, best.copies, best.channels, slow=best.slow)
+    return replace(best, lines=[line.replace(VALUE, value) for line in best.lines], value=value)
+
+
+def _identity(program: Program, canonical: Canonical, name: Name, show: Show) -> Native | None:
+    """R[..] = X[..] * P.., every pattern a 1x1 identity (K = 1, stride 1, no padding, O = I), the
+    other summed legs of size 1: the result is X's storage, each pattern's input leg read as its
+    output leg, so a view (a reshape, a permute where the order differs, None for size-1 legs),
+    no computation. Correct because such a pattern is the delta of i and o (i = o exactly), and
+    a sum over a size-1 leg has one summand."""
+    if len(canonical.operands) != 1:
+        return None
+    if any(a.sizes[2] != 1 or a.spec.stride != 1 or a.pads != (0, 0) or a.sizes[0] != a.sizes[1] for a in canonical.axes.values()):
+        return None
+    operand = canonical.operands[0].split(program)
+    if any(slot.read is not None for slot in operand.slots):
+        return None  # a window or a rewritten group that is not its legs
+    inputs = {a.i: a.o for a in canonical.axes.values()}
+    kernels = {a.k for a in canonical.axes.values()}
+    read = [inputs.get(leg, leg) for leg in operand.legs]
+    others = set(inputs.values()) | kernels
+    if any(leg in others for leg in operand.legs) or set(canonical.result) & kernels:
+        return None  # a pattern's output or kernel leg on the operand, or a kernel leg in the result
+    if len(set(read)) != len(read) or len(canonical.result) != len(set(canonical.result)) or set(read) != set(canonical.result):
+        return None  # a diagonal, or a leg summed that is not of size 1
+    back = {o: i for i, o in inputs.items()}
+    arranged = _arrange(program, operand, [[back.get(leg, leg)] for leg in canonical.result], name(operand.factor), show)
+    if arranged is None:
+        return None
+    lines = [f"{VALUE} = {arranged[0]}", *_to_result(program, VALUE, [[leg] for leg in canonical.result], canonical, show)]
+    why = f"native view: the product is an identity of {operand.factor.tensor}, no computation{_notes(canonical, [])}"
+    return Native(lines, VALUE, why, view=True)  # a permuted view is priced as einsum's would be: nothing
 
 
 # --------------------------------------------------------------------------- convolutions

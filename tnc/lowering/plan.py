@@ -48,7 +48,7 @@ def plan(operands: list[tuple[str, ...]], output: tuple[str, ...], sizes: dict[s
     if len(operands) == 1:
         path: list[tuple[int, ...]] = [(0,)]
     else:
-        path, reduced = _reductions(operands, output)
+        path, reduced = _reductions(operands, output, sizes)
         symbols = {leg: opt_einsum.get_symbol(i) for i, leg in enumerate(sorted(all_legs))}
         equation = ",".join("".join(symbols[l] for l in legs) for legs in reduced) + "->" + "".join(symbols[l] for l in output)
         shapes = [tuple(sizes[l] for l in legs) for legs in reduced]
@@ -71,16 +71,20 @@ def plan(operands: list[tuple[str, ...]], output: tuple[str, ...], sizes: dict[s
     return Plan(tuple(steps), total, naive)
 
 
-def _reductions(operands: list[tuple[str, ...]], output: tuple[str, ...]) -> tuple[list[tuple[int, ...]], list[tuple[str, ...]]]:
+def _reductions(
+    operands: list[tuple[str, ...]], output: tuple[str, ...], sizes: dict[str, int]
+) -> tuple[list[tuple[int, ...]], list[tuple[str, ...]]]:
     """Steps that first sum each operand over the legs only it carries (opt_einsum leaves them to
-    the pairwise step, where they would multiply its cost), and the operands that are left."""
+    the pairwise step, where they would multiply its cost), and the operands that are left. Legs
+    of size 1 alone start no such step: summing them copies the operand and saves nothing (the
+    pairwise step sums them at no cost)."""
     path, current = [], list(operands)
     changed = True
     while changed:
         changed = False
         for position, legs in enumerate(current):
             others = set(output).union(*(other for p, other in enumerate(current) if p != position))
-            if set(legs) - others:
+            if any(sizes[leg] != 1 for leg in set(legs) - others):
                 path.append((position,))
                 current = current[:position] + current[position + 1 :] + [tuple(dict.fromkeys(l for l in legs if l in others))]
                 changed = True

@@ -218,7 +218,8 @@ def price(program: Program, lowered: Lowered, size: Size | None = None) -> Cost:
         loops = {leg for f in lowered.factors for leg in f.legs} - inputs
         summed = bool(set(loops) - set(lowered.target))
         work = 2 if len(data) > 1 else 1 if summed else 0
-        cost = model.kernel(loops, [_stored_legs(program, f) for f in data], lowered.target, work, size)
+        # a view (an identity) computes nothing
+        cost = Cost() if lowered.native.view else model.kernel(loops, [_stored_legs(program, f) for f in data], lowered.target, work, size)
         if lowered.native.slow:
             cost = replace(cost, slow=cost.flops)
         if lowered.native.bias is not None:  # one add per output entry, inside the kernel's call

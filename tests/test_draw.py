@@ -11,6 +11,7 @@ from tnc.draw import (
     COLUMNS,
     SWAY,
     _layout,
+    arrange,
     canvas,
     half_size,
     label_box,
@@ -106,3 +107,62 @@ def test_network_shows_its_diagram_in_a_notebook():
     svg = network._repr_svg_()
     assert svg.lstrip().startswith("<?xml") and "</svg>" in svg
     assert svg == render(network.program, "svg").decode()
+
+
+MIRRORED = ["kfc", "kfc_bias", "kfac_reduce", "ggn_gram", "ggn_diagonal", "grad_norms"]
+
+
+@pytest.mark.parametrize("name", MIRRORED)
+def test_a_copy_of_a_tensor_is_drawn_as_the_mirror_image_of_the_first(name):
+    """Each tensor read twice in a term: same x, and the y's of all pairs reflect about one horizontal axis."""
+    for panel in panels(_program(ROOT / "examples" / f"{name}.tn")):
+        positions = _layout(panel.graph)
+        copies: dict[str, list] = {}
+        for node, data in panel.graph.nodes(data=True):
+            if node[0] == "t":
+                copies.setdefault(data["text"].split("[")[0], []).append(positions[node])
+        pairs = [found for found in copies.values() if len(found) == 2]
+        assert pairs, "no tensor is read twice"
+        axes = {round((a[1] + b[1]) / 2, 9) for a, b in pairs}
+        assert len(axes) == 1 and all(a[0] == b[0] and a[1] != b[1] for a, b in pairs), (panel.title, pairs)
+
+
+def test_a_term_without_two_copies_is_not_mirrored():
+    for panel in panels(_program(ROOT / "examples" / "conv2d.tn")):
+        assert panel.graph.graph["mirror"] == {}
+
+
+@pytest.mark.parametrize("name,network", CASES, ids=[c[0] for c in CASES])
+def test_every_grouped_leg_leaves_as_one_thick_leg_to_a_bracket(name, network):
+    for panel in panels(network.program):
+        graph = panel.graph
+        for node, data in graph.nodes(data=True):
+            if node[0] != "t":
+                continue
+            axes = data["text"][data["text"].index("[") + 1:-1]
+            groups = axes.count("(")
+            brackets = [b for b in graph.neighbors(node) if b[0] == "j" and b[1] == node[1]]
+            assert len(brackets) == groups, (panel.title, data["text"])
+            for bracket in brackets:
+                fused = [d for d in graph.get_edge_data(node, bracket).values()]
+                assert len(fused) == 1 and fused[0]["group"] and fused[0]["label"].startswith("(")
+                members = fused[0]["label"][1:-1].split()
+                assert graph.degree(bracket) == 1 + len(set(members)), (panel.title, fused[0]["label"])
+
+
+@pytest.mark.parametrize("path", [ROOT / "examples" / "hessian_quadratic.tn", ROOT / "examples" / "two_layer_relu.tn",
+                                  ROOT / "examples" / "derived" / "kfc_input_vjp.tn"], ids=lambda p: p.stem)
+def test_terms_are_a_row_of_panels_that_do_not_overlap(path):
+    program = _program(path)
+    placed, texts = arrange(panels(program))
+    boxes = [item.box() for item in [*placed, *texts]]
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert a[1] <= b[0] or b[1] <= a[0] or a[3] <= b[2] or b[3] <= a[2], (a, b)
+    terms = sum(len(program.definitions[o].terms) for o in program.outputs)
+    assert len(placed) == terms
+    for first, second in zip(placed, placed[1:]):
+        if first.panel.title == second.panel.title:  # one output: side by side, left to right
+            assert first.box()[1] < second.box()[0]
+    words = [t.text for t in texts]
+    assert sum(w.startswith(("+", "−")) for w in words) == terms - len(program.outputs), words

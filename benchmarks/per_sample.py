@@ -43,7 +43,7 @@ from benchmarks.networks import _channels, compile_op, forward_text
 HERE = Path(__file__).resolve().parent
 RTOL = 1e-4  # float32, relative to the largest entry of the reference: gradients
 RTOL_SQUARED = 1e-3  # ... and the squared quantities, which tnc may contract in another order
-# (the norms as Gram matrices of X and V: float64 agrees to 1e-14, float32 differs by ~2e-4)
+# (float64 agrees to 1e-14; in float32 the sums of squares differ by up to ~2e-3)
 QUANTITIES = {  # name: (BackPACK extension, the attribute it writes on the weight)
     "batch_grad": ("BatchGrad", "grad_batch"),
     "batch_l2": ("BatchL2Grad", "batch_l2"),
@@ -196,8 +196,8 @@ def report(records: list[dict], args: argparse.Namespace, uptime: str) -> str:
         "X does not require a gradient, so neither backward computes the input gradient). The weight VJP rows compare with "
         "`torch.autograd.grad` of `F.conv2d` with respect to the weight only (the graph built once). err: "
         "max |tnc - ref| / max |ref| (variance: / max SGS/N), float32 tolerance 1e-4 for gradients, 1e-3 for the "
-        "squared quantities (tnc contracts them in another order: the norms as Gram matrices of X and V, exact to "
-        "1e-14 in float64); a mismatch is marked, with both "
+        "squared quantities (tnc sums the squares of its per-sample gradients in another order than BackPACK; "
+        "exact to 1e-14 in float64); a mismatch is marked, with both "
         "methods' errors against torch.func's per-sample gradients (`vmap(grad)`), which say which one is wrong.",
         "",
     ]

@@ -116,6 +116,21 @@ def test_sampling_the_weight_gradient_leaves_the_others_exact():
     torch.testing.assert_close(module.Z(X=values["X"], W=values["W"]), exact["Z"], rtol=1e-10, atol=1e-10)
 
 
+def _kept_counts(monkeypatch, module, values: dict, draws: int) -> list[int]:
+    """How many slices each of ``draws`` seeded calls of GW keeps."""
+    counts, keep = [], module._keep
+
+    def counting(*args):
+        kept, weights = keep(*args)
+        counts.append(len(kept))
+        return kept, weights
+
+    monkeypatch.setattr(module, "_keep", counting)
+    for seed in range(draws):
+        _call(module, "GW", values, seed)
+    return counts
+
+
 def test_a_seed_repeats_the_draw_and_the_kept_slices_are_fewer(monkeypatch):
     layer = dict(_layer(0), I=[40] * _layer(0)["dim"])
     text = _text(layer, ["sample i1 in GW with keep=0.25"])
@@ -126,16 +141,7 @@ def test_a_seed_repeats_the_draw_and_the_kept_slices_are_fewer(monkeypatch):
     values = _tensors(layer)
     first, again, other = (_call(module, "GW", values, s) for s in (7, 7, 8))
     assert torch.equal(first, again) and not torch.equal(first, other)
-    counts, keep = [], module._keep
-
-    def counting(*args):
-        kept, weights = keep(*args)
-        counts.append(len(kept))
-        return kept, weights
-
-    monkeypatch.setattr(module, "_keep", counting)
-    for s in range(50):
-        _call(module, "GW", values, s)
+    counts = _kept_counts(monkeypatch, module, values, 50)
     assert abs(sum(counts) / len(counts) / 40 - 0.25) < 0.05  # 50 draws of 40 slices: sd of the mean 0.01
 
 
@@ -144,16 +150,7 @@ def test_a_minimum_is_always_kept(monkeypatch, by):
     layer = dict(_layer(0), N=12)
     module = tnc.parse(_text(layer, [f"sample n in GW with keep=0.1{by}, min=4"])).to_module()
     values = _tensors(layer)
-    counts, keep = [], module._keep
-
-    def counting(*args):
-        kept, weights = keep(*args)
-        counts.append(len(kept))
-        return kept, weights
-
-    monkeypatch.setattr(module, "_keep", counting)
-    for s in range(200):
-        _call(module, "GW", values, s)
+    counts = _kept_counts(monkeypatch, module, values, 200)
     assert min(counts) >= 4
     assert abs(sum(counts) / len(counts) - (4 + 0.1 * 8)) < 0.3  # 200 draws: sd of the mean 0.06
 

@@ -214,12 +214,15 @@ class TorchGenerator:
                 found |= self.program.size(leg).free_symbols
         return found
 
-    def resolve_sizes(self, args: list[str], needed: set[sympy.Symbol], prefix: dict[str, str] | None = None) -> tuple[list[str], list[sympy.Symbol]]:
+    def resolve_sizes(
+        self, args: list[str], needed: set[sympy.Symbol], prefix: dict[str, str] | None = None, known: set[sympy.Symbol] = frozenset()
+    ) -> tuple[list[str], list[sympy.Symbol]]:
         """Statements that read the needed free sizes from the shapes of ``args`` (``prefix``
-        maps a tensor to the expression that holds it, ``self.W`` for a param in ``forward``),
-        and the sizes no shape tells, which the function then takes as keyword arguments."""
+        maps a tensor to the expression that holds it, ``self.W`` for a param in ``forward``;
+        sizes in ``known`` are set already), and the sizes no shape tells, which the function
+        then takes as keyword arguments."""
         prefix = prefix or {}
-        lines, known = [], set()
+        lines, known = [], set(known)
         progress = True
         while needed - known and progress:
             progress = False
@@ -565,7 +568,7 @@ class TorchGenerator:
         read = {o for d in order if not self.is_constant(d) for o in self.eval_operands[d]}
         patterns = [t for t in self.uses.dependencies(name) if self.program.tensors[t].kind is Kind.PATTERN and t in read]
         shaped = [n for n, s in selections.items() if s.source != seed] + [seed]
-        sizes, missing_later = self.resolve_sizes(shaped, (self.needed_sizes(order) | self.symbols_in(patterns)) - counts)
+        sizes, missing_later = self.resolve_sizes(shaped, (self.needed_sizes(order) | self.symbols_in(patterns)) - counts, known=counts)
         if missing or missing_later or not early:
             return
         device, dtype = f"{py(early[0])}.device", f"{py(early[0])}.dtype"
